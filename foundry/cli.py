@@ -1,0 +1,170 @@
+"""The `foundry` command: parse, call services, print."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from foundry import logs, wiring
+from foundry import settings as settings_module
+from foundry.db import migrate
+from foundry.errors import FoundryError, NotFound
+from foundry.settings import Settings
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = settings_module.load()
+        logs.configure(settings.log_format, settings.log_level)
+        result: int = args.handler(settings, args)
+        return result
+    except NotFound as exc:
+        print(f"foundry: {exc}", file=sys.stderr)
+        return 1
+    except FoundryError as exc:
+        print(f"foundry: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="foundry", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="migrate, then run the web app (all in one)")
+    _listen_flags(serve)
+    serve.set_defaults(handler=_serve)
+
+    web = commands.add_parser("web", help="run the web app under uvicorn")
+    _listen_flags(web)
+    web.add_argument("--workers", type=int,
+                     default=int(os.environ.get("WEB_CONCURRENCY", "1")))
+    web.set_defaults(handler=_web)
+
+    commands.add_parser("migrate", help="upgrade the database to head").set_defaults(
+        handler=_migrate)
+
+    runs = commands.add_parser("runs", help="inspect runs").add_subparsers(
+        dest="runs_command", required=True)
+    listing = runs.add_parser("list", help="recent runs")
+    listing.add_argument("--status")
+    listing.add_argument("--issue", help="a Linear issue id or identifier (ENG-42)")
+    listing.add_argument("--limit", default="50")
+    listing.add_argument("--offset", default="0")
+    listing.add_argument("--json", action="store_true")
+    listing.set_defaults(handler=_runs_list)
+    show = runs.add_parser("show", help="one run and its timeline")
+    show.add_argument("run_id")
+    show.add_argument("--json", action="store_true")
+    show.set_defaults(handler=_runs_show)
+    return parser
+
+
+def _listen_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
+
+
+def _serve(settings: Settings, args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from foundry.web import app as web_app
+
+    migrate.upgrade(settings.database_url)
+    _print_banner(settings, args.host, args.port)
+    container = wiring.build(settings)
+    uvicorn.run(web_app.create_app(container), host=args.host, port=args.port,
+                access_log=False, log_level="warning")
+    return 0
+
+
+def _web(settings: Settings, args: argparse.Namespace) -> int:
+    import uvicorn
+
+    _require_head(settings)
+    uvicorn.run("foundry.web.app:from_environment", factory=True, host=args.host,
+                port=args.port, workers=args.workers, access_log=False, log_level="warning")
+    return 0
+
+
+def _migrate(settings: Settings, args: argparse.Namespace) -> int:
+    migrate.upgrade(settings.database_url)
+    print(f"database at {migrate.head()}")
+    return 0
+
+
+def _require_head(settings: Settings) -> None:
+    container = wiring.build(settings)
+    try:
+        container.db.transaction_sync(migrate.require_head, write=False)
+    finally:
+        container.db.engine.dispose()
+
+
+def _print_banner(settings: Settings, host: str, port: int) -> None:
+    configured = {
+        "linear": settings.linear_webhook_secret, "github": settings.github_webhook_secret,
+        "slack": settings.slack_signing_secret,
+    }
+    print(f"Foundry listening on http://{host}:{port}  (database: {_safe_url(settings)})")
+    for source, secret in configured.items():
+        state = "configured" if secret else "off (no secret set)"
+        print(f"  POST http://{host}:{port}/webhooks/{source:<7} {state}")
+    api = "on" if settings.api_token else "off (set FOUNDRY_API_TOKEN)"
+    print(f"  operator API /api/*                  {api}")
+
+
+def _safe_url(settings: Settings) -> str:
+    url = settings.database_url
+    scheme, sep, rest = url.partition("://")
+    if "@" in rest:
+        rest = "***@" + rest.split("@", 1)[1]
+    return scheme + sep + rest
+
+
+def _runs_list(settings: Settings, args: argparse.Namespace) -> int:
+    query = {"status": args.status or "", "issue": args.issue or "", "limit": args.limit,
+             "offset": args.offset}
+    page = wiring.build(settings).runs.list_sync(query)
+    if args.json:
+        print(json.dumps(page, indent=2))
+        return 0
+    rows = [[r["id"][:8], r["linear_identifier"], r["status"], r["trigger"], r["created_at"][:19],
+             r["title"][:50]] for r in page["runs"]]
+    print(_table(["RUN", "ISSUE", "STATUS", "TRIGGER", "CREATED", "TITLE"], rows))
+    return 0
+
+
+def _runs_show(settings: Settings, args: argparse.Namespace) -> int:
+    story = wiring.build(settings).runs.show_sync(args.run_id)
+    if args.json:
+        print(json.dumps(story, indent=2))
+        return 0
+    run = story["run"]
+    print(f"run {run['id']}  {run['linear_identifier']}  {run['status']}")
+    print(f"  {run['title']}")
+    print(f"  opened {run['created_at']} by {run['trigger']}, attempt {run['attempt']}")
+    print()
+    rows = [[str(e["seq"]), e["created_at"][:19], e["kind"], e["actor"] or "",
+             _short(e["data"])] for e in story["timeline"]]
+    print(_table(["#", "AT", "EVENT", "ACTOR", "DETAIL"], rows))
+    print(f"\n{len(story['deliveries'])} deliveries attached")
+    return 0
+
+
+def _short(data: Any) -> str:
+    text = ", ".join(f"{k}={v}" for k, v in (data or {}).items() if v not in (None, ""))
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _table(headers: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(str(c)) for c in column) for column in zip(headers, *rows, strict=False)]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=False)).rstrip()
+             for row in [headers, *rows]]
+    return "\n".join(lines)

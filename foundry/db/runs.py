@@ -1,0 +1,195 @@
+"""Runs and their timelines: insert-first intake, compare-and-set transitions, reads."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from foundry.db import schema
+from foundry.db import tx as txm
+from foundry.db.tx import Row, Tx
+
+R = schema.runs
+E = schema.run_events
+_b = sa.bindparam
+
+
+@dataclass(frozen=True)
+class NewRun:
+    id: str
+    linear_issue_id: str
+    linear_identifier: str
+    title: str
+    status: str
+    trigger: str
+    created_at: datetime
+    description: str | None = None
+    issue_url: str | None = None
+    trigger_label_id: str | None = None
+    agent_session_id: str | None = None
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    kind: str
+    at: datetime
+    actor: str | None = None
+    data: Mapping[str, Any] = field(default_factory=dict)
+    delivery_id: str | None = None
+
+
+def _insert_unless_active(insert: Any) -> Any:
+    """INSERT … SELECT … WHERE <runaway guard> ON CONFLICT (issue) WHERE <active> DO NOTHING.
+
+    One statement: the partial unique index is the only arbiter of "one active run per issue"
+    (a conflict inserts nothing and raises nothing, and any *other* constraint still raises),
+    and the runaway guard counts the issue's recent runs in the same statement.
+    """
+    recent = (
+        sa.select(sa.func.count())
+        .select_from(R)
+        .where(R.c.linear_issue_id == _b("b_issue"), R.c.created_at >= _b("b_since"))
+        .scalar_subquery()
+    )
+    columns = [c.name for c in R.columns if c.name not in _SERVER_DEFAULTED]
+    values = sa.select(*[_b(f"b_{name}", type_=R.c[name].type) for name in columns]).where(
+        recent < _b("b_max_recent")
+    )
+    stmt = insert(R).from_select(columns, values)
+    return stmt.on_conflict_do_nothing(
+        index_elements=[R.c.linear_issue_id], index_where=schema.ACTIVE_RUN
+    ).returning(R.c.id)
+
+
+_SERVER_DEFAULTED = {"attempt", "lease_epoch", "cost_usd", "plan", "agent_name",
+                     "lease_owner", "lease_expires_at", "pr_number", "pr_url"}
+_INSERT_RUN = {
+    "postgresql": _insert_unless_active(postgresql.insert),
+    "sqlite": _insert_unless_active(sqlite.insert),
+}
+_ACTIVE_ID = sa.select(R.c.id).where(R.c.linear_issue_id == _b("b_issue"), schema.ACTIVE_RUN)
+_INSERT_EVENT = sa.insert(E)
+_BUMP_SEQ = (
+    sa.update(R)
+    .where(R.c.id == _b("b_run"))
+    .values(event_seq=R.c.event_seq + 1, updated_at=_b("b_now"))
+    .returning(R.c.event_seq)
+)
+_CAS = (
+    sa.update(R)
+    .where(R.c.id == _b("b_run"), R.c.status == _b("b_expected"))
+    .values(status=_b("b_new"), event_seq=R.c.event_seq + 1, updated_at=_b("b_now"))
+    .returning(R.c.event_seq)
+)
+
+
+async def insert_unless_active(
+    tx: Tx, run: NewRun, opened: NewEvent, *, since: datetime, max_recent: int
+) -> bool:
+    """Insert `run` with its first timeline event, unless the issue has an active run or
+    `max_recent` runs since `since`."""
+    params = {f"b_{k}": v for k, v in run.__dict__.items()}
+    params |= {"b_issue": run.linear_issue_id, "b_since": since, "b_max_recent": max_recent,
+               "b_required_roles": [], "b_updated_at": run.created_at, "b_event_seq": 1}
+    if not await tx.rows(_INSERT_RUN[tx.dialect], params):
+        return False
+    await _insert_event(tx, run.id, 1, opened)
+    return True
+
+
+async def count_recent(tx: Tx, linear_issue_id: str, since: datetime) -> int:
+    stmt = sa.select(sa.func.count()).select_from(R).where(
+        R.c.linear_issue_id == linear_issue_id, R.c.created_at >= since
+    )
+    return int(await txm.scalar(tx, stmt))
+
+
+async def active_id(tx: Tx, linear_issue_id: str) -> str | None:
+    found: str | None = await txm.scalar(tx, _ACTIVE_ID, {"b_issue": linear_issue_id})
+    return found
+
+
+async def append_event(tx: Tx, run_id: str, event: NewEvent) -> int:
+    """Append to the timeline; the run row's counter serialises concurrent appends."""
+    seq = await txm.scalar(tx, _BUMP_SEQ, {"b_run": run_id, "b_now": event.at})
+    await _insert_event(tx, run_id, int(seq), event)
+    return int(seq)
+
+
+async def transition(tx: Tx, run_id: str, *, expected: str, new: str, event: NewEvent) -> bool:
+    """Compare-and-set the status; only a transition that happened reaches the timeline."""
+    params = {"b_run": run_id, "b_expected": expected, "b_new": new, "b_now": event.at}
+    seq = await txm.scalar(tx, _CAS, params)
+    if seq is None:
+        return False
+    data = {"from": expected, "to": new, **event.data}
+    await _insert_event(tx, run_id, int(seq), NewEvent(event.kind, event.at, event.actor, data,
+                                                       event.delivery_id))
+    return True
+
+
+async def stop_active(
+    tx: Tx, linear_issue_id: str, event: NewEvent, *, label_ids: frozenset[str] | None = None
+) -> str | None:
+    """Stop the issue's active run, whatever its status, in one conditional UPDATE."""
+    where = [R.c.linear_issue_id == linear_issue_id, schema.ACTIVE_RUN]
+    if label_ids is not None:
+        where.append(R.c.trigger_label_id.in_(sorted(label_ids)))
+    stmt = (
+        sa.update(R)
+        .where(*where)
+        .values(status="stopped", event_seq=R.c.event_seq + 1, updated_at=event.at)
+        .returning(R.c.id, R.c.event_seq)
+    )
+    row = await txm.first(tx, stmt)
+    if row is None:
+        return None
+    data = {"to": "stopped", **event.data}
+    await _insert_event(tx, row["id"], int(row["event_seq"]),
+                        NewEvent(event.kind, event.at, event.actor, data, event.delivery_id))
+    return str(row["id"])
+
+
+async def _insert_event(tx: Tx, run_id: str, seq: int, event: NewEvent) -> None:
+    await tx.rows(_INSERT_EVENT, {
+        "id": str(uuid.uuid4()), "run_id": run_id, "seq": seq, "kind": event.kind,
+        "actor": event.actor, "data": dict(event.data), "delivery_id": event.delivery_id,
+        "created_at": event.at,
+    })
+
+
+async def get(tx: Tx, run_id: str) -> Row | None:
+    return await txm.first(tx, sa.select(R).where(R.c.id == run_id))
+
+
+async def active_for_issue(tx: Tx, linear_issue_id: str) -> Row | None:
+    stmt = sa.select(R).where(R.c.linear_issue_id == linear_issue_id, schema.ACTIVE_RUN)
+    return await txm.first(tx, stmt)
+
+
+async def listing(
+    tx: Tx, *, status: str | None = None, issue: str | None = None, limit: int = 50,
+    offset: int = 0,
+) -> Sequence[Row]:
+    stmt = sa.select(R).order_by(R.c.created_at.desc(), R.c.id).limit(limit).offset(offset)
+    if status is not None:
+        stmt = stmt.where(R.c.status == status)
+    if issue is not None:
+        stmt = stmt.where(sa.or_(R.c.linear_issue_id == issue,
+                                 R.c.linear_identifier == issue.upper()))
+    return await tx.rows(stmt)
+
+
+async def timeline(tx: Tx, run_id: str) -> Sequence[Row]:
+    return await tx.rows(sa.select(E).where(E.c.run_id == run_id).order_by(E.c.seq))
+
+
+async def count_active(tx: Tx) -> int:
+    stmt = sa.select(sa.func.count()).select_from(R).where(schema.ACTIVE_RUN)
+    return int(await txm.scalar(tx, stmt))

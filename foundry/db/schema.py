@@ -1,0 +1,107 @@
+"""Tables, as SQLAlchemy Core. Postgres and SQLite are built from these by one Alembic chain."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
+
+from foundry.domain.statuses import ACTIVE
+
+metadata = sa.MetaData()
+
+
+class UtcDateTime(sa.TypeDecorator[datetime]):
+    """Timezone-aware UTC on both databases (SQLite keeps no offset, so we restore it)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+# The one expression behind `uniq_active_run_per_issue`: the index (both dialects) and every
+# ON CONFLICT that targets it. Written literally: a bound-parameter IN list would stop Postgres
+# from matching the partial index once it switches to a generic plan.
+ACTIVE_RUN = sa.text("status IN (" + ", ".join(f"'{s.value}'" for s in ACTIVE) + ")")
+
+runs = sa.Table(
+    "foundry_runs",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("linear_issue_id", sa.String(64), nullable=False),
+    sa.Column("linear_identifier", sa.String(32), nullable=False),
+    sa.Column("title", sa.Text, nullable=False, server_default=""),
+    sa.Column("description", sa.Text),
+    sa.Column("issue_url", sa.Text),
+    sa.Column("status", sa.String(32), nullable=False),
+    sa.Column("trigger", sa.String(32), nullable=False),
+    sa.Column("trigger_label_id", sa.String(64)),
+    sa.Column("agent_session_id", sa.String(64)),
+    sa.Column("plan", sa.JSON),
+    sa.Column("required_roles", sa.JSON, nullable=False),
+    sa.Column("agent_name", sa.String(128)),
+    sa.Column("attempt", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("lease_owner", sa.String(128)),
+    sa.Column("lease_expires_at", UtcDateTime),
+    sa.Column("lease_epoch", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("pr_number", sa.Integer),
+    sa.Column("pr_url", sa.Text),
+    sa.Column("cost_usd", sa.Float, nullable=False, server_default="0"),
+    # The last timeline sequence number; bumped by the same UPDATE that changes the run.
+    sa.Column("event_seq", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+    sa.Index(
+        "uniq_active_run_per_issue",
+        "linear_issue_id",
+        unique=True,
+        postgresql_where=ACTIVE_RUN,
+        sqlite_where=ACTIVE_RUN,
+    ),
+    sa.Index("ix_runs_issue_created", "linear_issue_id", "created_at"),
+    sa.Index("ix_runs_status", "status"),
+)
+
+deliveries = sa.Table(
+    "webhook_deliveries",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("source", sa.String(16), nullable=False),
+    sa.Column("delivery_key", sa.String(255), nullable=False),
+    sa.Column("event", sa.String(64), nullable=False),
+    sa.Column("verdict", sa.String(32), nullable=False),
+    sa.Column("reason", sa.Text),
+    sa.Column("run_id", sa.String(36), sa.ForeignKey("foundry_runs.id")),
+    sa.Column("received_at", UtcDateTime, nullable=False),
+    sa.UniqueConstraint("source", "delivery_key", name="uniq_delivery_per_source"),
+    sa.Index("ix_deliveries_received", "received_at"),
+    sa.Index("ix_deliveries_run", "run_id"),
+)
+
+run_events = sa.Table(
+    "run_events",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("run_id", sa.String(36), sa.ForeignKey("foundry_runs.id"), nullable=False),
+    sa.Column("seq", sa.Integer, nullable=False),
+    sa.Column("kind", sa.String(64), nullable=False),
+    sa.Column("actor", sa.String(255)),
+    sa.Column("data", sa.JSON, nullable=False),
+    # No foreign key: intake appends the event before it records the delivery (see intake).
+    sa.Column("delivery_id", sa.String(36)),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.UniqueConstraint("run_id", "seq", name="uniq_run_event_seq"),
+)

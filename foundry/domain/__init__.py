@@ -1,0 +1,1 @@
+"""Pure rules: statuses, triggers, approvals. Standard library only; time is passed in."""

@@ -1,0 +1,27 @@
+"""Who may decide a run: approvers from configuration, matched by the surface they act from."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Approver:
+    name: str
+    slack_user_id: str | None = None
+    linear_email: str | None = None
+    github_login: str | None = None
+    roles: frozenset[str] = frozenset()
+
+
+def by_linear_email(approvers: Iterable[Approver], email: str | None) -> Approver | None:
+    if not email:
+        return None
+    wanted = email.casefold()
+    return next((a for a in approvers if (a.linear_email or "").casefold() == wanted), None)
+
+
+def covers(approver: Approver, required_roles: Iterable[str]) -> bool:
+    """An issue touching no sensitive area needs any approver; otherwise every role it needs."""
+    return set(required_roles) <= approver.roles

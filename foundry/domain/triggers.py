@@ -1,0 +1,144 @@
+"""Which Linear events open, stop, decide or add to a run, and which are ignored (and why)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+
+from foundry.domain import events
+from foundry.domain.events import Actor, IssueRef
+
+
+class Decision(StrEnum):
+    APPROVE = "approve"
+    REJECT = "reject"
+    STOP = "stop"
+
+
+@dataclass(frozen=True)
+class TriggerRules:
+    label: str = "foundry"
+    # Optional: the trigger label's Linear id, which makes label removal unambiguous.
+    label_id: str | None = None
+    bot_actor_ids: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class OpenRun:
+    issue: IssueRef
+    trigger: str
+    actor: Actor
+    label_id: str | None = None
+    agent_session_id: str | None = None
+
+
+@dataclass(frozen=True)
+class StopRun:
+    issue_id: str
+    reason: str
+    actor: Actor
+    # Set for a label removal: stop only a run whose trigger label is among these ids.
+    removed_label_ids: frozenset[str] | None = None
+
+
+@dataclass(frozen=True)
+class Decide:
+    issue_id: str
+    decision: Decision
+    actor: Actor
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class AddPrompt:
+    issue_id: str
+    prompt: str
+    actor: Actor
+    agent_session_id: str
+
+
+@dataclass(frozen=True)
+class Ignore:
+    reason: str
+
+
+Intent = OpenRun | StopRun | Decide | AddPrompt | Ignore
+
+_COMMAND = re.compile(r"^\s*/foundry\s+(\w+)\s*(.*)$", re.MULTILINE | re.IGNORECASE)
+
+
+def decide(event: events.LinearEvent, rules: TriggerRules) -> Intent:
+    """The one thing Foundry should do about `event`."""
+    if event.actor.id is not None and event.actor.id in rules.bot_actor_ids:
+        return Ignore("event from a bot actor")
+    if isinstance(event, events.IssueEvent):
+        return _on_issue(event, rules)
+    if isinstance(event, events.CommentEvent):
+        return _on_comment(event)
+    if isinstance(event, events.AgentSessionEvent):
+        return _on_agent_session(event)
+    return Ignore(f"{event.type} events are not acted on")
+
+
+def trigger_label_id(event: events.IssueEvent, rules: TriggerRules) -> str | None:
+    """The id of the trigger label when the issue carries it now, else None."""
+    for label in event.labels:
+        if label.name.casefold() == rules.label.casefold() or label.id == rules.label_id:
+            return label.id
+    if rules.label_id is not None and rules.label_id in event.label_ids:
+        return rules.label_id
+    return None
+
+
+def _on_issue(event: events.IssueEvent, rules: TriggerRules) -> Intent:
+    if event.action == "remove":
+        return StopRun(event.issue.id, "issue deleted", event.actor)
+    label_id = trigger_label_id(event, rules)
+    if event.action == "create":
+        if label_id is None:
+            return Ignore("issue created without the trigger label")
+        return OpenRun(event.issue, "label", event.actor, label_id=label_id)
+    if event.action != "update":
+        return Ignore(f"issue {event.action} is not acted on")
+    if event.state_changed and event.state_type == "canceled":
+        return StopRun(event.issue.id, "issue canceled", event.actor)
+    return _on_label_change(event, rules, label_id)
+
+
+def _on_label_change(event: events.IssueEvent, rules: TriggerRules, label_id: str | None) -> Intent:
+    before = event.label_ids_before
+    if before is None:
+        return Ignore("issue update does not change the trigger label")
+    if label_id is not None and label_id not in before:
+        return OpenRun(event.issue, "label", event.actor, label_id=label_id)
+    removed = before - event.label_ids
+    if label_id is None and removed:
+        if rules.label_id is not None and rules.label_id not in removed:
+            return Ignore("removed labels do not include the trigger label")
+        return StopRun(event.issue.id, "trigger label removed", event.actor, removed_label_ids=removed)
+    return Ignore("issue update does not change the trigger label")
+
+
+def _on_comment(event: events.CommentEvent) -> Intent:
+    if event.action != "create":
+        return Ignore(f"comment {event.action} is not acted on")
+    match = _COMMAND.search(event.body)
+    if match is None:
+        return Ignore("comment has no /foundry command")
+    verb, rest = match.group(1).lower(), match.group(2).strip()
+    if verb == "start":
+        return OpenRun(event.issue, "comment", event.actor)
+    if verb in Decision.__members__.values():
+        return Decide(event.issue.id, Decision(verb), event.actor, note=rest)
+    return Ignore(f"unknown command /foundry {verb}")
+
+
+def _on_agent_session(event: events.AgentSessionEvent) -> Intent:
+    if event.action == "created":
+        return OpenRun(event.issue, "agent_session", event.actor, agent_session_id=event.session_id)
+    if event.action == "prompted":
+        if not event.prompt:
+            return Ignore("agent session prompt is empty")
+        return AddPrompt(event.issue.id, event.prompt, event.actor, event.session_id)
+    return Ignore(f"agent session {event.action} is not acted on")

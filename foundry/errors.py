@@ -1,0 +1,74 @@
+"""Foundry's exception tree. The web layer maps it to HTTP in one place (`web/errors.py`).
+
+    FoundryError
+     ├── ConfigError            a setting is invalid: the process stops with one line
+     ├── RequestError           the caller's fault; each subclass has its HTTP status
+     │    ├── BadRequest            400  unparseable or malformed input
+     │    ├── Unauthorized          401  missing or wrong credentials, signature or timestamp
+     │    ├── NotFound              404
+     │    ├── Conflict              409
+     │    ├── PayloadTooLarge       413
+     │    └── NotConfigured         503  the feature's secret is not set
+     └── StorageError           raised by `foundry.db`, never a raw driver error
+          ├── DatabaseUnavailable   503 + Retry-After: the sender should try again
+          ├── UniqueViolation       a unique constraint or index refused a row (`.constraint`)
+          └── SchemaNotAtHead       migrations are pending
+"""
+
+from __future__ import annotations
+
+
+class FoundryError(Exception):
+    """Base of every error Foundry raises on purpose."""
+
+
+class ConfigError(FoundryError):
+    """A setting is invalid; the message names it and says what is wrong."""
+
+
+class RequestError(FoundryError):
+    status_code = 400
+
+
+class BadRequest(RequestError):
+    status_code = 400
+
+
+class Unauthorized(RequestError):
+    status_code = 401
+
+
+class NotFound(RequestError):
+    status_code = 404
+
+
+class Conflict(RequestError):
+    status_code = 409
+
+
+class PayloadTooLarge(RequestError):
+    status_code = 413
+
+
+class NotConfigured(RequestError):
+    status_code = 503
+
+
+class StorageError(FoundryError):
+    """A storage failure, already translated from the driver's exception."""
+
+
+class DatabaseUnavailable(StorageError):
+    """The database cannot be reached or did not answer in time."""
+
+    retry_after_s = 5
+
+
+class UniqueViolation(StorageError):
+    def __init__(self, constraint: str | None, message: str = "") -> None:
+        super().__init__(message or f"unique constraint {constraint} refused the row")
+        self.constraint = constraint
+
+
+class SchemaNotAtHead(StorageError):
+    """The database schema is behind (or ahead of) this release's migrations."""

@@ -1,0 +1,157 @@
+"""Linear webhook bodies: pydantic models of the fields Foundry reads, and their domain events."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from foundry.domain import events
+from foundry.errors import BadRequest
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+
+class _Actor(_Model):
+    id: str | None = None
+    name: str | None = None
+    email: str | None = None
+
+
+class _Label(_Model):
+    id: str
+    name: str
+
+
+class _State(_Model):
+    type: str | None = None
+
+
+class _IssueRef(_Model):
+    id: str
+    identifier: str = ""
+    title: str = ""
+    description: str | None = None
+    url: str | None = None
+
+
+class _Data(_Model):
+    id: str | None = None
+    identifier: str | None = None
+    title: str | None = None
+    description: str | None = None
+    url: str | None = None
+    label_ids: list[str] = Field(default_factory=list, alias="labelIds")
+    labels: list[_Label] = Field(default_factory=list)
+    state: _State | None = None
+    body: str | None = None
+    issue_id: str | None = Field(None, alias="issueId")
+    issue: _IssueRef | None = None
+    user: _Actor | None = None
+
+
+class _UpdatedFrom(_Model):
+    label_ids: list[str] | None = Field(None, alias="labelIds")
+    state_id: str | None = Field(None, alias="stateId")
+
+
+class _AgentSession(_Model):
+    id: str
+    issue: _IssueRef | None = None
+    creator: _Actor | None = None
+
+
+class _ActivityContent(_Model):
+    body: str | None = None
+
+
+class _AgentActivity(_Model):
+    user_id: str | None = Field(None, alias="userId")
+    content: _ActivityContent | None = None
+
+
+class Envelope(_Model):
+    type: str
+    action: str = ""
+    actor: _Actor | None = None
+    data: _Data | None = None
+    updated_from: _UpdatedFrom | None = Field(None, alias="updatedFrom")
+    webhook_timestamp: int = Field(alias="webhookTimestamp")
+    agent_session: _AgentSession | None = Field(None, alias="agentSession")
+    agent_activity: _AgentActivity | None = Field(None, alias="agentActivity")
+
+
+def parse(body: bytes) -> Envelope:
+    """The envelope of a Linear delivery, or `BadRequest` naming what is wrong with it."""
+    try:
+        return Envelope.model_validate_json(body)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join(str(p) for p in error["loc"]) or "body"
+        if error["type"] == "json_invalid":
+            raise BadRequest("The body is not valid JSON.") from exc
+        raise BadRequest(f"Linear payload field {where}: {error['msg'].lower()}.") from exc
+
+
+def to_event(envelope: Envelope) -> events.LinearEvent:
+    actor = _actor(envelope.actor)
+    if envelope.type == "Issue":
+        return _issue_event(envelope, actor)
+    if envelope.type == "Comment":
+        return _comment_event(envelope, actor)
+    if envelope.type == "AgentSessionEvent":
+        return _agent_session_event(envelope)
+    return events.UnsupportedEvent(envelope.type, actor)
+
+
+def _actor(actor: _Actor | None) -> events.Actor:
+    return events.Actor() if actor is None else events.Actor(actor.id, actor.name, actor.email)
+
+
+def _require(value: Any, what: str) -> Any:
+    if value is None:
+        raise BadRequest(f"Linear payload is missing {what}.")
+    return value
+
+
+def _issue_event(envelope: Envelope, actor: events.Actor) -> events.IssueEvent:
+    data = _require(envelope.data, "data")
+    issue = events.IssueRef(
+        _require(data.id, "data.id"), data.identifier or "", data.title or "", data.description,
+        data.url,
+    )
+    before = envelope.updated_from
+    return events.IssueEvent(
+        action=envelope.action,
+        issue=issue,
+        actor=actor,
+        labels=tuple(events.Label(label.id, label.name) for label in data.labels),
+        label_ids=frozenset(data.label_ids),
+        label_ids_before=None if before is None or before.label_ids is None
+        else frozenset(before.label_ids),
+        state_type=data.state.type if data.state else None,
+        state_changed=before is not None and before.state_id is not None,
+    )
+
+
+def _comment_event(envelope: Envelope, actor: events.Actor) -> events.CommentEvent:
+    data = _require(envelope.data, "data")
+    ref = data.issue or _IssueRef(id=_require(data.issue_id, "data.issueId"))
+    if actor.email is None and data.user is not None:
+        actor = _actor(data.user)
+    return events.CommentEvent(envelope.action, _issue_ref(ref), actor, data.body or "")
+
+
+def _agent_session_event(envelope: Envelope) -> events.AgentSessionEvent:
+    session = _require(envelope.agent_session, "agentSession")
+    ref = _require(session.issue, "agentSession.issue")
+    actor = _actor(session.creator)
+    activity = envelope.agent_activity
+    prompt = activity.content.body if activity and activity.content else None
+    return events.AgentSessionEvent(envelope.action, _issue_ref(ref), actor, session.id, prompt)
+
+
+def _issue_ref(ref: _IssueRef) -> events.IssueRef:
+    return events.IssueRef(ref.id, ref.identifier, ref.title, ref.description, ref.url)

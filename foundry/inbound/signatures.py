@@ -1,0 +1,22 @@
+"""HMAC signature checks for each provider, always over the raw request bytes."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+
+
+def hex_hmac(secret: str, message: bytes) -> str:
+    return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
+
+
+def linear_valid(secret: str, body: bytes, signature: str | None) -> bool:
+    """`Linear-Signature`: hex HMAC-SHA256 of the raw body."""
+    if not signature:
+        return False
+    return hmac.compare_digest(hex_hmac(secret, body), signature.strip().lower())
+
+
+def timestamp_fresh(sent_at_s: float, now_s: float, tolerance_s: float) -> bool:
+    """A signed timestamp within the window, in either direction (clock skew, replays)."""
+    return abs(now_s - sent_at_s) <= tolerance_s

@@ -1,0 +1,1 @@
+"""Use cases. Each owns its transaction; web, worker and CLI call these and nothing below."""

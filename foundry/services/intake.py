@@ -1,0 +1,197 @@
+"""Linear intake: one delivery, one transaction, one outcome — exactly once.
+
+The effect runs first and the delivery is recorded last, in the same transaction. If the
+delivery was already recorded (a redelivery, or a concurrent copy that committed first), the
+whole transaction rolls back, effect included, and the caller hears `duplicate`. A delivery
+whose processing fails is therefore never marked seen, and the sender's retry still works.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from foundry import logs
+from foundry.db import deliveries, runs
+from foundry.db.database import Database
+from foundry.db.tx import Tx
+from foundry.domain import approvals, triggers
+from foundry.domain.statuses import RunStatus
+from foundry.domain.triggers import Decision
+
+log = logs.get("foundry.intake")
+
+# `runs.max_per_issue_per_day` counts runs opened in this trailing window.
+RUNAWAY_WINDOW = timedelta(days=1)
+
+
+@dataclass(frozen=True)
+class Delivery:
+    source: str
+    key: str
+    event: str
+    received_at: datetime
+
+
+@dataclass(frozen=True)
+class IntakeResult:
+    outcome: str
+    run_id: str | None = None
+    reason: str | None = None
+    changed: bool | None = None
+
+    @property
+    def ignored(self) -> bool:
+        return self.outcome == "ignored"
+
+
+class _AlreadyRecorded(Exception):
+    """Raised inside the transaction to roll back the effect of a redelivery."""
+
+
+Step = Callable[[Tx, deliveries.NewDelivery], Coroutine[Any, Any, IntakeResult]]
+
+
+class Intake:
+    def __init__(
+        self, db: Database, *, approvers: tuple[approvals.Approver, ...], max_runs_per_day: int
+    ) -> None:
+        self._db = db
+        self._approvers = approvers
+        self._max_runs_per_day = max_runs_per_day
+
+    async def handle(self, delivery: Delivery, intent: triggers.Intent) -> IntakeResult:
+        new = deliveries.NewDelivery(
+            str(uuid.uuid4()), delivery.source, delivery.key, delivery.event, delivery.received_at
+        )
+        step = self._step_for(intent)
+
+        async def effect_then_record(tx: Tx) -> IntakeResult:
+            result = await step(tx, new)
+            verdict = "refused" if result.changed is False and result.reason else result.outcome
+            if not await deliveries.record(
+                tx, new, verdict=verdict, run_id=result.run_id, reason=result.reason
+            ):
+                raise _AlreadyRecorded
+            return result
+
+        try:
+            result = await self._db.transaction(effect_then_record)
+        except _AlreadyRecorded:
+            result = await self._db.transaction(
+                lambda tx: _duplicate(tx, delivery.source, delivery.key), write=False
+            )
+        log.info("delivery.accepted", source=delivery.source, delivery_id=delivery.key,
+                 delivery_event=delivery.event, outcome=result.outcome, run_id=result.run_id,
+                 reason=result.reason)
+        return result
+
+    def _step_for(self, intent: triggers.Intent) -> Step:
+        if isinstance(intent, triggers.OpenRun):
+            return lambda tx, d: self._open(tx, d, intent)
+        if isinstance(intent, triggers.StopRun):
+            return lambda tx, d: _stop(tx, d, intent)
+        if isinstance(intent, triggers.Decide):
+            return lambda tx, d: self._decide(tx, d, intent)
+        if isinstance(intent, triggers.AddPrompt):
+            return lambda tx, d: _add_prompt(tx, d, intent)
+        return lambda tx, d: _ignore(intent.reason)
+
+    async def _open(
+        self, tx: Tx, d: deliveries.NewDelivery, intent: triggers.OpenRun
+    ) -> IntakeResult:
+        now = d.received_at
+        since = now - RUNAWAY_WINDOW
+        # Bounded: a second pass only happens if the active run we collided with ended
+        # between our insert and our look-up.
+        for _ in range(3):
+            run = _new_run(intent, now)
+            opened = runs.NewEvent(
+                "opened", now, intent.actor.describe(),
+                {"trigger": intent.trigger, "event": d.event}, d.id,
+            )
+            if await runs.insert_unless_active(
+                tx, run, opened, since=since, max_recent=self._max_runs_per_day
+            ):
+                return IntakeResult("opened", run.id)
+            active = await runs.active_id(tx, intent.issue.id)
+            if active is not None:
+                return IntakeResult("attached", active)
+            if await runs.count_recent(tx, intent.issue.id, since) >= self._max_runs_per_day:
+                return IntakeResult(
+                    "ignored", reason=f"runaway guard: {self._max_runs_per_day} runs for this "
+                    "issue in the last 24 hours"
+                )
+        return IntakeResult("ignored", reason="the issue's active run changed during intake")
+
+    async def _decide(
+        self, tx: Tx, d: deliveries.NewDelivery, intent: triggers.Decide
+    ) -> IntakeResult:
+        run = await runs.active_for_issue(tx, intent.issue_id)
+        if run is None:
+            return IntakeResult("ignored", reason="no active run to decide")
+        actor = intent.actor.describe()
+        approver = approvals.by_linear_email(self._approvers, intent.actor.email)
+        if approver is None or not approvals.covers(approver, run["required_roles"] or []):
+            reason = f"{actor} is not an approver for this run"
+            await runs.append_event(tx, run["id"], runs.NewEvent(
+                "decision_refused", d.received_at, actor,
+                {"decision": intent.decision.value, "reason": reason}, d.id,
+            ))
+            return IntakeResult("decided", run["id"], reason=reason, changed=False)
+        expected, new = _decision_edge(intent.decision, run["status"])
+        event = runs.NewEvent(
+            intent.decision.value, d.received_at, actor, {"note": intent.note, "via": "linear"}, d.id
+        )
+        changed = await runs.transition(tx, run["id"], expected=expected, new=new, event=event)
+        reason = None if changed else f"run is {run['status']}, not {expected}"
+        return IntakeResult("decided", run["id"], reason=reason, changed=changed)
+
+
+def _decision_edge(decision: Decision, current: str) -> tuple[str, str]:
+    if decision is Decision.STOP:
+        return current, RunStatus.STOPPED
+    new = RunStatus.APPROVED if decision is Decision.APPROVE else RunStatus.REJECTED
+    return RunStatus.AWAITING_APPROVAL, new
+
+
+def _new_run(intent: triggers.OpenRun, now: datetime) -> runs.NewRun:
+    issue = intent.issue
+    return runs.NewRun(
+        id=str(uuid.uuid4()), linear_issue_id=issue.id, linear_identifier=issue.identifier,
+        title=issue.title, status=RunStatus.INTAKE, trigger=intent.trigger, created_at=now,
+        description=issue.description, issue_url=issue.url, trigger_label_id=intent.label_id,
+        agent_session_id=intent.agent_session_id,
+    )
+
+
+async def _stop(tx: Tx, d: deliveries.NewDelivery, intent: triggers.StopRun) -> IntakeResult:
+    event = runs.NewEvent("stopped", d.received_at, intent.actor.describe(),
+                          {"reason": intent.reason}, d.id)
+    run_id = await runs.stop_active(tx, intent.issue_id, event, label_ids=intent.removed_label_ids)
+    if run_id is None:
+        return IntakeResult("ignored", reason="no active run to stop")
+    return IntakeResult("cancelled", run_id)
+
+
+async def _add_prompt(tx: Tx, d: deliveries.NewDelivery, intent: triggers.AddPrompt) -> IntakeResult:
+    run_id = await runs.active_id(tx, intent.issue_id)
+    if run_id is None:
+        return IntakeResult("ignored", reason="no active run for this prompt")
+    await runs.append_event(tx, run_id, runs.NewEvent(
+        "prompt", d.received_at, intent.actor.describe(),
+        {"prompt": intent.prompt, "agent_session_id": intent.agent_session_id}, d.id,
+    ))
+    return IntakeResult("updated", run_id)
+
+
+async def _ignore(reason: str) -> IntakeResult:
+    return IntakeResult("ignored", reason=reason)
+
+
+async def _duplicate(tx: Tx, source: str, key: str) -> IntakeResult:
+    seen = await deliveries.find(tx, source, key)
+    return IntakeResult("duplicate", seen["run_id"] if seen else None)

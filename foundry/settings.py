@@ -1,0 +1,185 @@
+"""Settings: behaviour from a TOML file, secrets and deployment values from FOUNDRY_* variables.
+
+Environment variables win over the file. Every value is validated at start-up and a bad one
+raises `ConfigError` with one line naming the setting and what is wrong.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from foundry.domain import approvals, triggers
+from foundry.errors import ConfigError
+
+DEFAULT_CONFIG = Path("config/foundry.toml")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TriggersConfig(_Section):
+    label: str = Field("foundry", min_length=1)
+    label_id: str | None = None
+    bot_actor_ids: list[str] = []
+
+    def rules(self) -> triggers.TriggerRules:
+        return triggers.TriggerRules(self.label, self.label_id, frozenset(self.bot_actor_ids))
+
+
+class ApproverConfig(_Section):
+    name: str = Field(min_length=1)
+    slack_user_id: str | None = None
+    linear_email: str | None = None
+    github_login: str | None = None
+    roles: list[str] = []
+
+    def approver(self) -> approvals.Approver:
+        return approvals.Approver(
+            self.name, self.slack_user_id, self.linear_email, self.github_login,
+            frozenset(self.roles),
+        )
+
+
+class ApprovalsConfig(_Section):
+    approvers: list[ApproverConfig] = []
+
+
+class SensitiveArea(_Section):
+    globs: list[str] = Field(min_length=1)
+    role: str = Field(min_length=1)
+
+
+class PolicyConfig(_Section):
+    forbidden_globs: list[str] = []
+    sensitive_globs: dict[str, SensitiveArea] = {}
+    max_files_changed: int = Field(50, gt=0)
+
+
+class RemediationConfig(_Section):
+    max_retries: int = Field(2, ge=0)
+
+
+class BudgetConfig(_Section):
+    max_cost_per_issue: float | None = Field(None, ge=0)
+
+
+class PlannerConfig(_Section):
+    backend: Literal["template", "anthropic", "openai"] = "template"
+    model: str | None = None
+    base_url: str | None = None
+    timeout_s: float = Field(30, gt=0)
+
+
+class SlackConfig(_Section):
+    channel: str | None = None
+
+
+class WebhooksConfig(_Section):
+    tolerance_s: int = Field(60, gt=0)
+    max_body_bytes: int = Field(1024 * 1024, gt=0)
+
+
+class RunsConfig(_Section):
+    max_per_issue_per_day: int = Field(10, gt=0)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="FOUNDRY_", extra="forbid", frozen=True)
+
+    database_url: str = "sqlite:///./foundry.db"
+    database_pool_size: int = Field(20, gt=0, le=500)
+    linear_webhook_secret: SecretStr | None = None
+    github_webhook_secret: SecretStr | None = None
+    slack_signing_secret: SecretStr | None = None
+    api_token: SecretStr | None = None
+    linear_api_key: SecretStr | None = None
+    github_token: SecretStr | None = None
+    slack_bot_token: SecretStr | None = None
+    log_format: Literal["auto", "json", "console"] = "auto"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    triggers: TriggersConfig = TriggersConfig()
+    approvals: ApprovalsConfig = ApprovalsConfig()
+    policy: PolicyConfig = PolicyConfig()
+    remediation: RemediationConfig = RemediationConfig()
+    budget: BudgetConfig = BudgetConfig()
+    planner: PlannerConfig = PlannerConfig()
+    slack: SlackConfig = SlackConfig()
+    webhooks: WebhooksConfig = WebhooksConfig()
+    runs: RunsConfig = RunsConfig()
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_database(cls, url: str) -> str:
+        if not url.startswith(("postgresql://", "postgres://", "postgresql+psycopg://", "sqlite:///")):
+            raise ValueError("must start with postgresql:// or sqlite:///")
+        return url
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The TOML file arrives as init values; the environment is listed first so it wins.
+        return (env_settings, init_settings)
+
+    def approvers(self) -> tuple[approvals.Approver, ...]:
+        return tuple(a.approver() for a in self.approvals.approvers)
+
+
+def config_path(environ: Mapping[str, str]) -> Path | None:
+    explicit = environ.get("FOUNDRY_CONFIG")
+    if explicit:
+        return Path(explicit)
+    return DEFAULT_CONFIG if DEFAULT_CONFIG.exists() else None
+
+
+def load(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+    """Read and validate the settings, or raise `ConfigError` with one readable line."""
+    env = os.environ if environ is None else environ
+    values = {**_read_toml(config_path(env)), **overrides}
+    try:
+        return Settings(**values)
+    except ValidationError as exc:
+        raise ConfigError(_one_line(exc)) from exc
+
+
+def _read_toml(path: Path | None) -> dict[str, Any]:
+    if path is None:
+        return {}
+    try:
+        return tomllib.loads(path.read_text())
+    except FileNotFoundError as exc:
+        raise ConfigError(f"config file {path} does not exist") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+
+
+def _one_line(exc: ValidationError) -> str:
+    error = exc.errors()[0]
+    loc = [str(part) for part in error["loc"]]
+    name = ".".join(loc)
+    if loc and loc[0] in Settings.model_fields and "." not in name and loc[0] not in _SECTIONS:
+        name = f"FOUNDRY_{loc[0].upper()}"
+    message = error["msg"].removeprefix("Value error, ")
+    if error["type"] == "extra_forbidden":
+        message = "is not a known setting"
+    return f"setting {name}: {message}"
+
+
+_SECTIONS = {
+    "triggers", "approvals", "policy", "remediation", "budget", "planner", "slack", "webhooks",
+    "runs",
+}

@@ -1,0 +1,63 @@
+"""Every error becomes a JSON `{"error": "<one sentence>"}` here, and nowhere else."""
+
+from __future__ import annotations
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from foundry import logs
+from foundry.errors import DatabaseUnavailable, RequestError, SchemaNotAtHead, StorageError
+
+log = logs.get("foundry.web")
+
+_HTTP_SENTENCES = {
+    404: "No such route.",
+    405: "This method is not allowed on this route.",
+}
+
+
+def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+async def on_request_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestError)
+    headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 and _is_api(request) else None
+    return error_response(exc.status_code, str(exc), headers)
+
+
+async def on_storage_error(request: Request, exc: Exception) -> Response:
+    if isinstance(exc, DatabaseUnavailable):
+        log.warning("database.unavailable", path=request.url.path, error=str(exc))
+        return error_response(
+            503, "The database is unavailable; please retry.",
+            {"Retry-After": str(DatabaseUnavailable.retry_after_s)},
+        )
+    if isinstance(exc, SchemaNotAtHead):
+        return error_response(503, str(exc), {"Retry-After": "30"})
+    log.error("storage.error", path=request.url.path, error=str(exc))
+    return error_response(500, "An internal storage error occurred.")
+
+
+async def on_http_exception(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    message = _HTTP_SENTENCES.get(exc.status_code, str(exc.detail))
+    return error_response(exc.status_code, message, exc.headers)
+
+
+async def on_unexpected(request: Request, exc: Exception) -> Response:
+    log.exception("request.failed", path=request.url.path)
+    return error_response(500, "An internal error occurred.")
+
+
+def _is_api(request: Request) -> bool:
+    return request.url.path.startswith("/api/")
+
+
+HANDLERS = {
+    RequestError: on_request_error,
+    StorageError: on_storage_error,
+    HTTPException: on_http_exception,
+    Exception: on_unexpected,
+}

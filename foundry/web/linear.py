@@ -1,0 +1,51 @@
+"""`POST /webhooks/linear`: verify, parse, decide, hand to intake, answer."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from foundry.domain import triggers
+from foundry.errors import BadRequest, NotConfigured, Unauthorized
+from foundry.inbound import linear, signatures
+from foundry.services.intake import Delivery, IntakeResult
+from foundry.web import context
+from foundry.web.body import read_capped
+
+
+async def receive(request: Request) -> Response:
+    foundry = context.container(request)
+    settings = foundry.settings
+    if settings.linear_webhook_secret is None:
+        raise NotConfigured(
+            "Linear webhooks are not configured: set FOUNDRY_LINEAR_WEBHOOK_SECRET."
+        )
+    body = await read_capped(request, settings.webhooks.max_body_bytes)
+    secret = settings.linear_webhook_secret.get_secret_value()
+    if not signatures.linear_valid(secret, body, request.headers.get("linear-signature")):
+        raise Unauthorized("The Linear-Signature header does not match the body.")
+    envelope = linear.parse(body)
+    now = context.now(request)
+    sent_at = envelope.webhook_timestamp / 1000
+    if not signatures.timestamp_fresh(sent_at, now.timestamp(), settings.webhooks.tolerance_s):
+        raise Unauthorized("The webhookTimestamp is outside the allowed window.")
+    delivery_key = request.headers.get("linear-delivery", "").strip()
+    if not delivery_key:
+        raise BadRequest("The Linear-Delivery header is missing.")
+    intent = triggers.decide(linear.to_event(envelope), settings.triggers.rules())
+    delivery = Delivery("linear", delivery_key, f"{envelope.type}.{envelope.action}", now)
+    return answer(await foundry.intake.handle(delivery, intent))
+
+
+def answer(result: IntakeResult) -> Response:
+    """202 for an effect, 200 for a duplicate or an ignored delivery."""
+    if result.outcome == "ignored":
+        return JSONResponse({"ignored": result.reason, "run_id": result.run_id})
+    body: dict[str, object] = {"outcome": result.outcome, "run_id": result.run_id}
+    if result.outcome == "duplicate":
+        return JSONResponse(body)
+    if result.changed is not None:
+        body["changed"] = result.changed
+    if result.reason:
+        body["reason"] = result.reason
+    return JSONResponse(body, status_code=202)

@@ -1,0 +1,54 @@
+"""Signed deliveries built from the provider fixtures, with overrides."""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+import uuid
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from foundry.inbound import signatures
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+@cache
+def _fixture(name: str) -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads((FIXTURES / f"{name}.json").read_text())
+    return loaded
+
+
+def linear_body(name: str, *, issue_id: str | None = None, identifier: str | None = None,
+                timestamp_ms: int | None = None) -> dict[str, Any]:
+    """A Linear fixture, fresh-stamped, optionally moved to another issue."""
+    body = copy.deepcopy(_fixture(name))
+    body["webhookTimestamp"] = int(time.time() * 1000) if timestamp_ms is None else timestamp_ms
+    if issue_id is not None:
+        _move_issue(body, issue_id, identifier or f"ENG-{abs(hash(issue_id)) % 10000}")
+    return body
+
+
+def _move_issue(body: dict[str, Any], issue_id: str, identifier: str) -> None:
+    if body["type"] == "Issue":
+        body["data"]["id"], body["data"]["identifier"] = issue_id, identifier
+        return
+    holder = body["data"] if body["type"] == "Comment" else body["agentSession"]
+    holder["issueId"] = issue_id
+    holder["issue"]["id"], holder["issue"]["identifier"] = issue_id, identifier
+
+
+def linear_request(body: dict[str, Any] | bytes, *, secret: str, delivery: str | None = None,
+                   event: str | None = None) -> tuple[bytes, dict[str, str]]:
+    """Raw bytes and the headers Linear sends with them."""
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    event_type = event or (json.loads(raw).get("type", "Issue") if raw.startswith(b"{") else "Issue")
+    headers = {
+        "Content-Type": "application/json; charset=utf-8",
+        "Linear-Delivery": delivery or str(uuid.uuid4()),
+        "Linear-Event": event_type,
+        "Linear-Signature": signatures.hex_hmac(secret, raw),
+    }
+    return raw, headers
