@@ -7,9 +7,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from starlette.testclient import TestClient
 
 from foundry import settings as settings_module
+from foundry import wiring
+from foundry.db import database
 from foundry.settings import Settings
+from foundry.web.app import create_app
 from tests import databases
 
 LINEAR_SECRET = "linear-test-secret"
@@ -66,3 +70,24 @@ def make_settings(db_url: str) -> Callable[..., Settings]:
         return settings_module.load(environ={}, **values)
 
     return make
+
+
+@pytest.fixture
+def client(make_settings: Callable[..., Settings]) -> Iterator[TestClient]:
+    """The app on a fresh database, driven in-process (lifespan included)."""
+    with TestClient(create_app(wiring.build(make_settings())), raise_server_exceptions=False) as test:
+        yield test
+
+
+@pytest.fixture
+def sql(db_url: str) -> Iterator[Callable[[str], Any]]:
+    """Run one SQL statement against the test database and return its first column."""
+    engine = database.make_engine(db_url)
+
+    def scalar(statement: str) -> Any:
+        with engine.begin() as connection:
+            result = connection.exec_driver_sql(statement)
+            return result.scalar() if result.returns_rows else None
+
+    yield scalar
+    engine.dispose()

@@ -52,3 +52,11 @@ def linear_request(body: dict[str, Any] | bytes, *, secret: str, delivery: str |
         "Linear-Signature": signatures.hex_hmac(secret, raw),
     }
     return raw, headers
+
+
+def post_linear(client: Any, name: str, *, secret: str = "linear-test-secret",
+                delivery: str | None = None, **body_overrides: Any) -> Any:
+    """Sign and post a Linear fixture through an httpx-style client; returns the response."""
+    raw, headers = linear_request(linear_body(name, **body_overrides), secret=secret,
+                                  delivery=delivery)
+    return client.post("/webhooks/linear", content=raw, headers=headers)

@@ -1,0 +1,100 @@
+"""The migrated schema is the models, and the database itself refuses a second active run."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+
+from foundry.db import database, runs, schema
+from foundry.db import tx as tx_module
+from foundry.db.tx import drive
+from foundry.errors import UniqueViolation
+
+NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+
+
+def insert_run(db: database.Database, run_id: str, status: str, issue: str = "issue-1") -> None:
+    row = {"id": run_id, "linear_issue_id": issue, "linear_identifier": "ENG-1", "title": "t",
+           "status": status, "trigger": "label", "required_roles": [], "created_at": NOW,
+           "updated_at": NOW}
+    db.transaction_sync(lambda tx: tx.rows(sa.insert(schema.runs), row))
+
+
+def test_migrations_build_exactly_the_models(db_url: str) -> None:
+    engine = database.make_engine(db_url)
+    with engine.connect() as connection:
+        diff = compare_metadata(MigrationContext.configure(connection), schema.metadata)
+    engine.dispose()
+    assert diff == []
+
+
+def test_the_partial_index_exists_with_its_predicate(db_url: str) -> None:
+    engine = database.make_engine(db_url)
+    with engine.connect() as connection:
+        indexes = {i["name"]: i for i in sa.inspect(connection).get_indexes("foundry_runs")}
+    engine.dispose()
+    index = indexes["uniq_active_run_per_issue"]
+    assert index["unique"]
+    assert index["column_names"] == ["linear_issue_id"]
+    where = str(index.get("dialect_options", {}).get(f"{engine.dialect.name}_where", ""))
+    assert "awaiting_approval" in where and "merged" not in where
+
+
+def test_two_active_runs_for_one_issue_cannot_be_inserted_even_by_hand(db_url: str) -> None:
+    db = database.Database(db_url)
+    insert_run(db, "run-a", "intake")
+    with pytest.raises(UniqueViolation) as refused:
+        insert_run(db, "run-b", "pr_open")
+    assert refused.value.constraint == "uniq_active_run_per_issue"
+    db.engine.dispose()
+
+
+def test_terminal_runs_do_not_count_against_the_index(db_url: str) -> None:
+    db = database.Database(db_url)
+    for n, status in enumerate(["stopped", "merged", "failed", "intake"]):
+        insert_run(db, f"run-{n}", status)
+    assert drive_count(db) == 4
+    db.engine.dispose()
+
+
+def drive_count(db: database.Database) -> int:
+    stmt = sa.select(sa.func.count()).select_from(schema.runs)
+    return int(db.transaction_sync(lambda tx: tx_module.scalar(tx, stmt)))
+
+
+def test_a_second_identical_delivery_key_is_refused_by_name(db_url: str) -> None:
+    db = database.Database(db_url)
+    row = {"id": "d1", "source": "linear", "delivery_key": "k", "event": "Issue.create",
+           "verdict": "opened", "received_at": NOW}
+    db.transaction_sync(lambda tx: tx.rows(sa.insert(schema.deliveries), row))
+    with pytest.raises(UniqueViolation) as refused:
+        db.transaction_sync(lambda tx: tx.rows(sa.insert(schema.deliveries), {**row, "id": "d2"}))
+    assert refused.value.constraint == "uniq_delivery_per_source"
+    db.engine.dispose()
+
+
+def test_a_transition_is_compare_and_set(db_url: str) -> None:
+    db = database.Database(db_url)
+    insert_run(db, "run-a", "intake")
+    event = runs.NewEvent("planning", NOW)
+
+    def move(expected: str) -> bool:
+        return db.transaction_sync(
+            lambda tx: runs.transition(tx, "run-a", expected=expected, new="planning", event=event))
+
+    assert move("intake") is True
+    assert move("intake") is False
+    story = db.transaction_sync(lambda tx: runs.timeline(tx, "run-a"))
+    assert [(e["seq"], e["data"]["from"], e["data"]["to"]) for e in story] == [(1, "intake", "planning")]
+    db.engine.dispose()
+
+
+def test_drive_refuses_a_coroutine_that_really_suspends() -> None:
+    import asyncio
+
+    with pytest.raises(RuntimeError):
+        drive(asyncio.sleep(0.01))
