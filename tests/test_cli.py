@@ -1,0 +1,132 @@
+"""The `foundry` command as a user runs it: real processes, real files, real HTTP."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+
+from foundry.db import migrate
+from tests import servers
+from tests.conftest import LINEAR_SECRET
+from tests.databases import PostgresTemplates
+from tests.factories import linear_body, linear_request
+
+
+def foundry(*args: str, cwd: Path | None = None, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(servers.foundry_command(*args), env=servers.foundry_env(**env), cwd=cwd,
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_web_refuses_to_start_on_an_unmigrated_database(tmp_path: Path) -> None:
+    done = foundry("web", FOUNDRY_DATABASE_URL=f"sqlite:///{tmp_path}/new.db")
+    assert done.returncode != 0
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert "foundry migrate" in lines[0]
+
+
+def test_a_bad_setting_stops_the_process_with_one_line_naming_it(tmp_path: Path) -> None:
+    config = tmp_path / "foundry.toml"
+    config.write_text("[webhooks]\ntolerance_s = -5\n")
+    done = foundry("runs", "list", FOUNDRY_CONFIG=str(config))
+    assert done.returncode == 2
+    assert done.stderr.strip() == "foundry: setting webhooks.tolerance_s: Input should be greater than 0"
+
+
+def test_migrate_twice_at_once_on_postgres(postgres_templates: PostgresTemplates) -> None:
+    url = postgres_templates.empty()
+    try:
+        both = [subprocess.Popen(servers.foundry_command("migrate"),
+                                 env=servers.foundry_env(FOUNDRY_DATABASE_URL=url),
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                for _ in range(2)]
+        results = [(p.wait(timeout=60), p.stderr.read() if p.stderr else "") for p in both]
+        assert [code for code, _ in results] == [0, 0], results
+        with psycopg.connect(url) as connection:
+            version = connection.execute("SELECT version_num FROM alembic_version").fetchall()
+        assert version == [(migrate.head(),)]
+    finally:
+        postgres_templates.drop(url)
+
+
+def test_migrate_twice_at_once_on_sqlite(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/both.db"
+    both = [subprocess.Popen(servers.foundry_command("migrate"),
+                             env=servers.foundry_env(FOUNDRY_DATABASE_URL=url),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for _ in range(2)]
+    assert [p.wait(timeout=60) for p in both] == [0, 0]
+
+
+def test_serve_runs_on_sqlite_in_the_working_directory_with_only_a_webhook_secret(tmp_path: Path) -> None:
+    port = servers.free_port()
+    log = tmp_path / "serve.log"
+    with log.open("wb") as sink:
+        process = subprocess.Popen(
+            servers.foundry_command("serve", "--port", str(port)), cwd=tmp_path, stdout=sink,
+            stderr=subprocess.STDOUT, env=servers.foundry_env(FOUNDRY_LINEAR_WEBHOOK_SECRET=LINEAR_SECRET),
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        servers.wait_until(lambda: _answers(base), deadline_s=30, what="foundry serve")
+        raw, headers = linear_request(linear_body("linear_issue_create_labeled"), secret=LINEAR_SECRET)
+        response = httpx.post(f"{base}/webhooks/linear", content=raw, headers=headers)
+        assert response.status_code == 202
+    finally:
+        process.terminate()
+        process.wait(timeout=15)
+    banner = log.read_text()
+    assert f"Foundry listening on {base}" in banner
+    assert "/webhooks/linear  configured" in banner
+    assert "/webhooks/github  off" in banner
+    assert (tmp_path / "foundry.db").exists()
+    listing = foundry("runs", "list", cwd=tmp_path)
+    assert "ENG-42" in listing.stdout and "intake" in listing.stdout
+
+
+def _answers(base: str) -> bool:
+    try:
+        return httpx.get(f"{base}/readyz", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+@pytest.fixture
+def served_db(tmp_path: Path) -> str:
+    url = f"sqlite:///{tmp_path}/cli.db"
+    assert foundry("migrate", FOUNDRY_DATABASE_URL=url).returncode == 0
+    return url
+
+
+def test_runs_list_and_show_print_tables_and_json(served_db: str) -> None:
+    from starlette.testclient import TestClient
+
+    from foundry import settings as settings_module
+    from foundry import wiring
+    from foundry.web.app import create_app
+    from tests.factories import post_linear
+
+    settings = settings_module.load(environ={}, database_url=served_db, linear_webhook_secret=LINEAR_SECRET)
+    with TestClient(create_app(wiring.build(settings))) as client:
+        run_id = post_linear(client, "linear_issue_create_labeled").json()["run_id"]
+        post_linear(client, "linear_issue_remove")
+    table = foundry("runs", "list", FOUNDRY_DATABASE_URL=served_db)
+    assert table.returncode == 0
+    header, row = table.stdout.splitlines()
+    assert header.split() == ["RUN", "ISSUE", "STATUS", "TRIGGER", "CREATED", "TITLE"]
+    assert row.startswith(run_id[:8]) and "stopped" in row
+    as_json = json.loads(foundry("runs", "list", "--json", "--status", "stopped",
+                                 FOUNDRY_DATABASE_URL=served_db).stdout)
+    assert [r["id"] for r in as_json["runs"]] == [run_id]
+    story = foundry("runs", "show", run_id, FOUNDRY_DATABASE_URL=served_db).stdout
+    assert "opened" in story and "stopped" in story
+    shown = json.loads(foundry("runs", "show", run_id, "--json", FOUNDRY_DATABASE_URL=served_db).stdout)
+    assert [e["kind"] for e in shown["timeline"]] == ["opened", "stopped"]
+    missing = foundry("runs", "show", "nope", FOUNDRY_DATABASE_URL=served_db)
+    assert missing.returncode == 1
+    assert missing.stderr.strip() == "foundry: No run has id nope."

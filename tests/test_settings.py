@@ -1,0 +1,66 @@
+"""Settings: TOML for behaviour, FOUNDRY_* for secrets (which win), one-line errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from foundry import settings as settings_module
+from foundry.errors import ConfigError
+
+EXAMPLE = Path(__file__).parents[1] / "config" / "foundry.example.toml"
+
+
+def test_defaults_need_no_configuration_at_all() -> None:
+    settings = settings_module.load(environ={})
+    assert settings.database_url == "sqlite:///./foundry.db"
+    assert settings.triggers.label == "foundry"
+    assert settings.remediation.max_retries == 2
+    assert settings.webhooks.tolerance_s == 60
+    assert settings.webhooks.max_body_bytes == 1024 * 1024
+    assert settings.planner.backend == "template"
+    assert settings.api_token is None
+
+
+def test_the_example_file_documents_valid_settings() -> None:
+    settings = settings_module.load(environ={"FOUNDRY_CONFIG": str(EXAMPLE)})
+    assert settings.approvers()[0].roles
+
+
+def test_environment_wins_over_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tmp_path / "foundry.toml"
+    config.write_text('database_url = "sqlite:///from-file.db"\n[triggers]\nlabel = "robot"\n')
+    monkeypatch.setenv("FOUNDRY_DATABASE_URL", "postgresql://db.internal/foundry")
+    settings = settings_module.load(environ={"FOUNDRY_CONFIG": str(config)})
+    assert settings.database_url == "postgresql://db.internal/foundry"
+    assert settings.triggers.label == "robot"
+
+
+def test_secrets_never_print() -> None:
+    settings = settings_module.load(environ={}, api_token="hunter2")
+    assert "hunter2" not in repr(settings)
+
+
+@pytest.mark.parametrize(("toml", "message"), [
+    ("[runs]\nmax_per_issue_per_day = 0", "setting runs.max_per_issue_per_day: Input should be greater than 0"),
+    ("[planner]\nbackend = 'gpt'", "setting planner.backend: Input should be 'template', 'anthropic' or 'openai'"),
+    ("[triggers]\nlabell = 'x'", "setting triggers.labell: is not a known setting"),
+    ("database_url = 'mysql://x'", "setting FOUNDRY_DATABASE_URL: must start with postgresql:// or sqlite:///"),
+    ("[webhooks", None),
+])
+def test_a_bad_value_is_one_line_naming_the_setting(tmp_path: Path, toml: str, message: str | None) -> None:
+    config = tmp_path / "foundry.toml"
+    config.write_text(toml)
+    with pytest.raises(ConfigError) as refused:
+        settings_module.load(environ={"FOUNDRY_CONFIG": str(config)})
+    assert "\n" not in str(refused.value)
+    if message is not None:
+        assert str(refused.value) == message
+    else:
+        assert str(refused.value).startswith(f"config file {config} is not valid TOML")
+
+
+def test_a_missing_config_file_is_named(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        settings_module.load(environ={"FOUNDRY_CONFIG": str(tmp_path / "nope.toml")})
