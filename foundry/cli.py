@@ -43,15 +43,12 @@ def _parser() -> argparse.ArgumentParser:
 
     web = commands.add_parser("web", help="run the web app under uvicorn")
     _listen_flags(web)
-    web.add_argument("--workers", type=int,
-                     default=int(os.environ.get("WEB_CONCURRENCY", "1")))
+    web.add_argument("--workers", type=int, default=int(os.environ.get("WEB_CONCURRENCY", "1")))
     web.set_defaults(handler=_web)
 
-    commands.add_parser("migrate", help="upgrade the database to head").set_defaults(
-        handler=_migrate)
+    commands.add_parser("migrate", help="upgrade the database to head").set_defaults(handler=_migrate)
 
-    runs = commands.add_parser("runs", help="inspect runs").add_subparsers(
-        dest="runs_command", required=True)
+    runs = commands.add_parser("runs", help="inspect runs").add_subparsers(dest="runs_command", required=True)
     listing = runs.add_parser("list", help="recent runs")
     listing.add_argument("--status")
     listing.add_argument("--issue", help="a Linear issue id or identifier (ENG-42)")
@@ -79,8 +76,9 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     migrate.upgrade(settings.database_url)
     _print_banner(settings, args.host, args.port)
     container = wiring.build(settings)
-    uvicorn.run(web_app.create_app(container), host=args.host, port=args.port,
-                access_log=False, log_level="warning")
+    uvicorn.run(
+        web_app.create_app(container), host=args.host, port=args.port, access_log=False, log_level="warning"
+    )
     return 0
 
 
@@ -88,8 +86,15 @@ def _web(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
     _require_head(settings)
-    uvicorn.run("foundry.web.app:from_environment", factory=True, host=args.host,
-                port=args.port, workers=args.workers, access_log=False, log_level="warning")
+    uvicorn.run(
+        "foundry.web.app:from_environment",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        access_log=False,
+        log_level="warning",
+    )
     return 0
 
 
@@ -109,7 +114,8 @@ def _require_head(settings: Settings) -> None:
 
 def _print_banner(settings: Settings, host: str, port: int) -> None:
     configured = {
-        "linear": settings.linear_webhook_secret, "github": settings.github_webhook_secret,
+        "linear": settings.linear_webhook_secret,
+        "github": settings.github_webhook_secret,
         "slack": settings.slack_signing_secret,
     }
     print(f"Foundry listening on http://{host}:{port}  (database: {_safe_url(settings)})")
@@ -129,14 +135,27 @@ def _safe_url(settings: Settings) -> str:
 
 
 def _runs_list(settings: Settings, args: argparse.Namespace) -> int:
-    query = {"status": args.status or "", "issue": args.issue or "", "limit": args.limit,
-             "offset": args.offset}
+    query = {
+        "status": args.status or "",
+        "issue": args.issue or "",
+        "limit": args.limit,
+        "offset": args.offset,
+    }
     page = wiring.build(settings).runs.list_sync(query)
     if args.json:
         print(json.dumps(page, indent=2))
         return 0
-    rows = [[r["id"][:8], r["linear_identifier"], r["status"], r["trigger"], r["created_at"][:19],
-             r["title"][:50]] for r in page["runs"]]
+    rows = [
+        [
+            r["id"][:8],
+            r["linear_identifier"],
+            r["status"],
+            r["trigger"],
+            r["created_at"][:19],
+            r["title"][:50],
+        ]
+        for r in page["runs"]
+    ]
     print(_table(["RUN", "ISSUE", "STATUS", "TRIGGER", "CREATED", "TITLE"], rows))
     return 0
 
@@ -151,8 +170,10 @@ def _runs_show(settings: Settings, args: argparse.Namespace) -> int:
     print(f"  {run['title']}")
     print(f"  opened {run['created_at']} by {run['trigger']}, attempt {run['attempt']}")
     print()
-    rows = [[str(e["seq"]), e["created_at"][:19], e["kind"], e["actor"] or "",
-             _short(e["data"])] for e in story["timeline"]]
+    rows = [
+        [str(e["seq"]), e["created_at"][:19], e["kind"], e["actor"] or "", _short(e["data"])]
+        for e in story["timeline"]
+    ]
     print(_table(["#", "AT", "EVENT", "ACTOR", "DETAIL"], rows))
     print(f"\n{len(story['deliveries'])} deliveries attached")
     return 0
@@ -165,6 +186,8 @@ def _short(data: Any) -> str:
 
 def _table(headers: list[str], rows: list[list[str]]) -> str:
     widths = [max(len(str(c)) for c in column) for column in zip(headers, *rows, strict=False)]
-    lines = ["  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=False)).rstrip()
-             for row in [headers, *rows]]
+    lines = [
+        "  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=False)).rstrip()
+        for row in [headers, *rows]
+    ]
     return "\n".join(lines)

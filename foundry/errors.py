@@ -1,18 +1,18 @@
 """Foundry's exception tree. The web layer maps it to HTTP in one place (`web/errors.py`).
 
-    FoundryError
-     ├── ConfigError            a setting is invalid: the process stops with one line
-     ├── RequestError           the caller's fault; each subclass has its HTTP status
-     │    ├── BadRequest            400  unparseable or malformed input
-     │    ├── Unauthorized          401  missing or wrong credentials, signature or timestamp
-     │    ├── NotFound              404
-     │    ├── Conflict              409
-     │    ├── PayloadTooLarge       413
-     │    └── NotConfigured         503  the feature's secret is not set
-     └── StorageError           raised by `foundry.db`, never a raw driver error
-          ├── DatabaseUnavailable   503 + Retry-After: the sender should try again
-          ├── UniqueViolation       a unique constraint or index refused a row (`.constraint`)
-          └── SchemaNotAtHead       migrations are pending
+FoundryError
+ ├── ConfigError            a setting is invalid: the process stops with one line
+ ├── RequestError           the caller's fault; each subclass has its HTTP status
+ │    ├── BadRequest            400  unparseable or malformed input
+ │    ├── Unauthorized          401  missing or wrong credentials, signature or timestamp
+ │    ├── NotFound              404
+ │    ├── Conflict              409
+ │    ├── PayloadTooLarge       413
+ │    └── NotConfigured         503  the feature's secret is not set
+ └── StorageError           raised by `foundry.db`, never a raw driver error
+      ├── DatabaseUnavailable   503 + Retry-After: the sender should try again
+      ├── UniqueViolation       a unique constraint or index refused a row (`.constraint`)
+      └── SchemaNotAtHead       migrations are pending
 """
 
 from __future__ import annotations

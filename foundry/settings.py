@@ -15,7 +15,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from foundry.domain import approvals, triggers
+from foundry.domain import approvals as approval_rules
+from foundry.domain import triggers
 from foundry.errors import ConfigError
 
 DEFAULT_CONFIG = Path("config/foundry.toml")
@@ -41,9 +42,12 @@ class ApproverConfig(_Section):
     github_login: str | None = None
     roles: list[str] = []
 
-    def approver(self) -> approvals.Approver:
-        return approvals.Approver(
-            self.name, self.slack_user_id, self.linear_email, self.github_login,
+    def approver(self) -> approval_rules.Approver:
+        return approval_rules.Approver(
+            self.name,
+            self.slack_user_id,
+            self.linear_email,
+            self.github_login,
             frozenset(self.roles),
         )
 
@@ -135,7 +139,7 @@ class Settings(BaseSettings):
         # The TOML file arrives as init values; the environment is listed first so it wins.
         return (env_settings, init_settings)
 
-    def approvers(self) -> tuple[approvals.Approver, ...]:
+    def approvers(self) -> tuple[approval_rules.Approver, ...]:
         return tuple(a.approver() for a in self.approvals.approvers)
 
 
@@ -180,6 +184,13 @@ def _one_line(exc: ValidationError) -> str:
 
 
 _SECTIONS = {
-    "triggers", "approvals", "policy", "remediation", "budget", "planner", "slack", "webhooks",
+    "triggers",
+    "approvals",
+    "policy",
+    "remediation",
+    "budget",
+    "planner",
+    "slack",
+    "webhooks",
     "runs",
 }

@@ -15,9 +15,7 @@ with engine.connect() as connection, connection.begin():
     # On SQLite the begin above is BEGIN IMMEDIATE: a second migrator waits for the first
     # to commit, then finds the schema at head. On Postgres an advisory lock does the same.
     if connection.dialect.name == "postgresql":
-        connection.execute(
-            sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": migrate.MIGRATION_LOCK_KEY}
-        )
+        connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": migrate.MIGRATION_LOCK_KEY})
     context.configure(
         connection=connection,
         target_metadata=schema.metadata,

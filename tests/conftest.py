@@ -63,8 +63,16 @@ def make_settings(db_url: str) -> Callable[..., Settings]:
             "database_url": db_url,
             "linear_webhook_secret": LINEAR_SECRET,
             "api_token": API_TOKEN,
-            "approvals": {"approvers": [{"name": "Lee Marsh", "linear_email": "lead@example.com",
-                                         "slack_user_id": "U0LEAD0001", "roles": ["lead"]}]},
+            "approvals": {
+                "approvers": [
+                    {
+                        "name": "Lee Marsh",
+                        "linear_email": "lead@example.com",
+                        "slack_user_id": "U0LEAD0001",
+                        "roles": ["lead"],
+                    }
+                ]
+            },
         }
         values.update(overrides)
         return settings_module.load(environ={}, **values)

@@ -21,8 +21,9 @@ def _fixture(name: str) -> dict[str, Any]:
     return loaded
 
 
-def linear_body(name: str, *, issue_id: str | None = None, identifier: str | None = None,
-                timestamp_ms: int | None = None) -> dict[str, Any]:
+def linear_body(
+    name: str, *, issue_id: str | None = None, identifier: str | None = None, timestamp_ms: int | None = None
+) -> dict[str, Any]:
     """A Linear fixture, fresh-stamped, optionally moved to another issue."""
     body = copy.deepcopy(_fixture(name))
     body["webhookTimestamp"] = int(time.time() * 1000) if timestamp_ms is None else timestamp_ms
@@ -40,8 +41,9 @@ def _move_issue(body: dict[str, Any], issue_id: str, identifier: str) -> None:
     holder["issue"]["id"], holder["issue"]["identifier"] = issue_id, identifier
 
 
-def linear_request(body: dict[str, Any] | bytes, *, secret: str, delivery: str | None = None,
-                   event: str | None = None) -> tuple[bytes, dict[str, str]]:
+def linear_request(
+    body: dict[str, Any] | bytes, *, secret: str, delivery: str | None = None, event: str | None = None
+) -> tuple[bytes, dict[str, str]]:
     """Raw bytes and the headers Linear sends with them."""
     raw = body if isinstance(body, bytes) else json.dumps(body).encode()
     event_type = event or (json.loads(raw).get("type", "Issue") if raw.startswith(b"{") else "Issue")
@@ -54,9 +56,14 @@ def linear_request(body: dict[str, Any] | bytes, *, secret: str, delivery: str |
     return raw, headers
 
 
-def post_linear(client: Any, name: str, *, secret: str = "linear-test-secret",
-                delivery: str | None = None, **body_overrides: Any) -> Any:
+def post_linear(
+    client: Any,
+    name: str,
+    *,
+    secret: str = "linear-test-secret",
+    delivery: str | None = None,
+    **body_overrides: Any,
+) -> Any:
     """Sign and post a Linear fixture through an httpx-style client; returns the response."""
-    raw, headers = linear_request(linear_body(name, **body_overrides), secret=secret,
-                                  delivery=delivery)
+    raw, headers = linear_request(linear_body(name, **body_overrides), secret=secret, delivery=delivery)
     return client.post("/webhooks/linear", content=raw, headers=headers)

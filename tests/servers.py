@@ -70,12 +70,18 @@ def foundry_web(env: dict[str, str], *, workers: int, log: Path) -> Iterator[str
     with log.open("wb") as sink:
         process = subprocess.Popen(
             foundry_command("web", "--workers", str(workers), "--port", str(port)),
-            env=env, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True,
+            env=env,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     base = f"http://127.0.0.1:{port}"
     try:
-        wait_until(lambda: _ready(base, process), deadline_s=STARTUP_DEADLINE_S,
-                   what=f"foundry web to be ready ({log.read_text()[-500:]})")
+        wait_until(
+            lambda: _ready(base, process),
+            deadline_s=STARTUP_DEADLINE_S,
+            what=f"foundry web to be ready ({log.read_text()[-500:]})",
+        )
         yield base
     finally:
         process.terminate()

@@ -18,8 +18,14 @@ from tests.factories import linear_body, linear_request
 
 
 def foundry(*args: str, cwd: Path | None = None, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(servers.foundry_command(*args), env=servers.foundry_env(**env), cwd=cwd,
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        servers.foundry_command(*args),
+        env=servers.foundry_env(**env),
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_web_refuses_to_start_on_an_unmigrated_database(tmp_path: Path) -> None:
@@ -41,10 +47,16 @@ def test_a_bad_setting_stops_the_process_with_one_line_naming_it(tmp_path: Path)
 def test_migrate_twice_at_once_on_postgres(postgres_templates: PostgresTemplates) -> None:
     url = postgres_templates.empty()
     try:
-        both = [subprocess.Popen(servers.foundry_command("migrate"),
-                                 env=servers.foundry_env(FOUNDRY_DATABASE_URL=url),
-                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-                for _ in range(2)]
+        both = [
+            subprocess.Popen(
+                servers.foundry_command("migrate"),
+                env=servers.foundry_env(FOUNDRY_DATABASE_URL=url),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(2)
+        ]
         results = [(p.wait(timeout=60), p.stderr.read() if p.stderr else "") for p in both]
         assert [code for code, _ in results] == [0, 0], results
         with psycopg.connect(url) as connection:
@@ -56,10 +68,16 @@ def test_migrate_twice_at_once_on_postgres(postgres_templates: PostgresTemplates
 
 def test_migrate_twice_at_once_on_sqlite(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path}/both.db"
-    both = [subprocess.Popen(servers.foundry_command("migrate"),
-                             env=servers.foundry_env(FOUNDRY_DATABASE_URL=url),
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-            for _ in range(2)]
+    both = [
+        subprocess.Popen(
+            servers.foundry_command("migrate"),
+            env=servers.foundry_env(FOUNDRY_DATABASE_URL=url),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
     assert [p.wait(timeout=60) for p in both] == [0, 0]
 
 
@@ -68,8 +86,11 @@ def test_serve_runs_on_sqlite_in_the_working_directory_with_only_a_webhook_secre
     log = tmp_path / "serve.log"
     with log.open("wb") as sink:
         process = subprocess.Popen(
-            servers.foundry_command("serve", "--port", str(port)), cwd=tmp_path, stdout=sink,
-            stderr=subprocess.STDOUT, env=servers.foundry_env(FOUNDRY_LINEAR_WEBHOOK_SECRET=LINEAR_SECRET),
+            servers.foundry_command("serve", "--port", str(port)),
+            cwd=tmp_path,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            env=servers.foundry_env(FOUNDRY_LINEAR_WEBHOOK_SECRET=LINEAR_SECRET),
         )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -120,8 +141,9 @@ def test_runs_list_and_show_print_tables_and_json(served_db: str) -> None:
     header, row = table.stdout.splitlines()
     assert header.split() == ["RUN", "ISSUE", "STATUS", "TRIGGER", "CREATED", "TITLE"]
     assert row.startswith(run_id[:8]) and "stopped" in row
-    as_json = json.loads(foundry("runs", "list", "--json", "--status", "stopped",
-                                 FOUNDRY_DATABASE_URL=served_db).stdout)
+    as_json = json.loads(
+        foundry("runs", "list", "--json", "--status", "stopped", FOUNDRY_DATABASE_URL=served_db).stdout
+    )
     assert [r["id"] for r in as_json["runs"]] == [run_id]
     story = foundry("runs", "show", run_id, FOUNDRY_DATABASE_URL=served_db).stdout
     assert "opened" in story and "stopped" in story

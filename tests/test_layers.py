@@ -8,8 +8,15 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).parents[1] / "foundry"
-OWNERS = {"starlette": {"web"}, "sqlalchemy": {"db"}, "psycopg": {"db"}, "psycopg_pool": {"db"},
-          "httpx": {"clients"}, "alembic": {"db"}, "uvicorn": {"cli"}}
+OWNERS = {
+    "starlette": {"web"},
+    "sqlalchemy": {"db"},
+    "psycopg": {"db"},
+    "psycopg_pool": {"db"},
+    "httpx": {"clients"},
+    "alembic": {"db"},
+    "uvicorn": {"cli"},
+}
 # Which of our packages each package may import.
 ALLOWED = {
     "domain": {"domain"},
@@ -63,5 +70,15 @@ def test_dependencies_point_inward(path: Path) -> None:
 def test_the_domain_is_standard_library_only() -> None:
     for path in (PACKAGE / "domain").glob("*.py"):
         third_party, _ = imports(path)
-        assert third_party <= {"__future__", "re", "dataclasses", "enum", "collections", "typing",
-                               "datetime", "hashlib", "uuid", "fnmatch"}, path.name
+        assert third_party <= {
+            "__future__",
+            "re",
+            "dataclasses",
+            "enum",
+            "collections",
+            "typing",
+            "datetime",
+            "hashlib",
+            "uuid",
+            "fnmatch",
+        }, path.name

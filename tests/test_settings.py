@@ -42,13 +42,25 @@ def test_secrets_never_print() -> None:
     assert "hunter2" not in repr(settings)
 
 
-@pytest.mark.parametrize(("toml", "message"), [
-    ("[runs]\nmax_per_issue_per_day = 0", "setting runs.max_per_issue_per_day: Input should be greater than 0"),
-    ("[planner]\nbackend = 'gpt'", "setting planner.backend: Input should be 'template', 'anthropic' or 'openai'"),
-    ("[triggers]\nlabell = 'x'", "setting triggers.labell: is not a known setting"),
-    ("database_url = 'mysql://x'", "setting FOUNDRY_DATABASE_URL: must start with postgresql:// or sqlite:///"),
-    ("[webhooks", None),
-])
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        (
+            "[runs]\nmax_per_issue_per_day = 0",
+            "setting runs.max_per_issue_per_day: Input should be greater than 0",
+        ),
+        (
+            "[planner]\nbackend = 'gpt'",
+            "setting planner.backend: Input should be 'template', 'anthropic' or 'openai'",
+        ),
+        ("[triggers]\nlabell = 'x'", "setting triggers.labell: is not a known setting"),
+        (
+            "database_url = 'mysql://x'",
+            "setting FOUNDRY_DATABASE_URL: must start with postgresql:// or sqlite:///",
+        ),
+        ("[webhooks", None),
+    ],
+)
 def test_a_bad_value_is_one_line_naming_the_setting(tmp_path: Path, toml: str, message: str | None) -> None:
     config = tmp_path / "foundry.toml"
     config.write_text(toml)

@@ -114,13 +114,13 @@ class Database:
 
 def make_engine(url: str, pool_size: int = 10) -> sa.Engine:
     if url.startswith("sqlite"):
-        engine = sa.create_engine(
-            url, connect_args={"timeout": SQLITE_BUSY_S, "check_same_thread": False}
-        )
+        engine = sa.create_engine(url, connect_args={"timeout": SQLITE_BUSY_S, "check_same_thread": False})
         _sqlite_pragmas(engine)
         return engine
     return sa.create_engine(
-        sqlalchemy_url(url), pool_size=min(pool_size, 10), pool_pre_ping=True,
+        sqlalchemy_url(url),
+        pool_size=min(pool_size, 10),
+        pool_pre_ping=True,
         pool_timeout=POOL_WAIT_S,
     )
 

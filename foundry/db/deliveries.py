@@ -27,9 +27,7 @@ class NewDelivery:
 
 
 def _record(insert: Any) -> Any:
-    return insert(D).on_conflict_do_nothing(
-        index_elements=[D.c.source, D.c.delivery_key]
-    ).returning(D.c.id)
+    return insert(D).on_conflict_do_nothing(index_elements=[D.c.source, D.c.delivery_key]).returning(D.c.id)
 
 
 _RECORD = {"postgresql": _record(postgresql.insert), "sqlite": _record(sqlite.insert)}

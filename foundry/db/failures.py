@@ -52,6 +52,6 @@ def constraint_for_columns(failing: str) -> str | None:
     return None
 
 
-def _first_line(exc: BaseException) -> str:
+def _first_line(exc: BaseException | None) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__

@@ -57,6 +57,5 @@ async def require_head(tx: Tx) -> None:
     at = await current(tx)
     if at != head():
         raise SchemaNotAtHead(
-            f"the database schema is at {at or 'nothing'}, this release needs {head()}: "
-            "run `foundry migrate`"
+            f"the database schema is at {at or 'nothing'}, this release needs {head()}: run `foundry migrate`"
         )

@@ -67,8 +67,17 @@ def _insert_unless_active(insert: Any) -> Any:
     ).returning(R.c.id)
 
 
-_SERVER_DEFAULTED = {"attempt", "lease_epoch", "cost_usd", "plan", "agent_name",
-                     "lease_owner", "lease_expires_at", "pr_number", "pr_url"}
+_SERVER_DEFAULTED = {
+    "attempt",
+    "lease_epoch",
+    "cost_usd",
+    "plan",
+    "agent_name",
+    "lease_owner",
+    "lease_expires_at",
+    "pr_number",
+    "pr_url",
+}
 _INSERT_RUN = {
     "postgresql": _insert_unless_active(postgresql.insert),
     "sqlite": _insert_unless_active(sqlite.insert),
@@ -95,8 +104,14 @@ async def insert_unless_active(
     """Insert `run` with its first timeline event, unless the issue has an active run or
     `max_recent` runs since `since`."""
     params = {f"b_{k}": v for k, v in run.__dict__.items()}
-    params |= {"b_issue": run.linear_issue_id, "b_since": since, "b_max_recent": max_recent,
-               "b_required_roles": [], "b_updated_at": run.created_at, "b_event_seq": 1}
+    params |= {
+        "b_issue": run.linear_issue_id,
+        "b_since": since,
+        "b_max_recent": max_recent,
+        "b_required_roles": [],
+        "b_updated_at": run.created_at,
+        "b_event_seq": 1,
+    }
     if not await tx.rows(_INSERT_RUN[tx.dialect], params):
         return False
     await _insert_event(tx, run.id, 1, opened)
@@ -104,8 +119,10 @@ async def insert_unless_active(
 
 
 async def count_recent(tx: Tx, linear_issue_id: str, since: datetime) -> int:
-    stmt = sa.select(sa.func.count()).select_from(R).where(
-        R.c.linear_issue_id == linear_issue_id, R.c.created_at >= since
+    stmt = (
+        sa.select(sa.func.count())
+        .select_from(R)
+        .where(R.c.linear_issue_id == linear_issue_id, R.c.created_at >= since)
     )
     return int(await txm.scalar(tx, stmt))
 
@@ -129,8 +146,9 @@ async def transition(tx: Tx, run_id: str, *, expected: str, new: str, event: New
     if seq is None:
         return False
     data = {"from": expected, "to": new, **event.data}
-    await _insert_event(tx, run_id, int(seq), NewEvent(event.kind, event.at, event.actor, data,
-                                                       event.delivery_id))
+    await _insert_event(
+        tx, run_id, int(seq), NewEvent(event.kind, event.at, event.actor, data, event.delivery_id)
+    )
     return True
 
 
@@ -138,7 +156,7 @@ async def stop_active(
     tx: Tx, linear_issue_id: str, event: NewEvent, *, label_ids: frozenset[str] | None = None
 ) -> str | None:
     """Stop the issue's active run, whatever its status, in one conditional UPDATE."""
-    where = [R.c.linear_issue_id == linear_issue_id, schema.ACTIVE_RUN]
+    where: list[Any] = [R.c.linear_issue_id == linear_issue_id, schema.ACTIVE_RUN]
     if label_ids is not None:
         where.append(R.c.trigger_label_id.in_(sorted(label_ids)))
     stmt = (
@@ -151,17 +169,29 @@ async def stop_active(
     if row is None:
         return None
     data = {"to": "stopped", **event.data}
-    await _insert_event(tx, row["id"], int(row["event_seq"]),
-                        NewEvent(event.kind, event.at, event.actor, data, event.delivery_id))
+    await _insert_event(
+        tx,
+        row["id"],
+        int(row["event_seq"]),
+        NewEvent(event.kind, event.at, event.actor, data, event.delivery_id),
+    )
     return str(row["id"])
 
 
 async def _insert_event(tx: Tx, run_id: str, seq: int, event: NewEvent) -> None:
-    await tx.rows(_INSERT_EVENT, {
-        "id": str(uuid.uuid4()), "run_id": run_id, "seq": seq, "kind": event.kind,
-        "actor": event.actor, "data": dict(event.data), "delivery_id": event.delivery_id,
-        "created_at": event.at,
-    })
+    await tx.rows(
+        _INSERT_EVENT,
+        {
+            "id": str(uuid.uuid4()),
+            "run_id": run_id,
+            "seq": seq,
+            "kind": event.kind,
+            "actor": event.actor,
+            "data": dict(event.data),
+            "delivery_id": event.delivery_id,
+            "created_at": event.at,
+        },
+    )
 
 
 async def get(tx: Tx, run_id: str) -> Row | None:
@@ -174,15 +204,18 @@ async def active_for_issue(tx: Tx, linear_issue_id: str) -> Row | None:
 
 
 async def listing(
-    tx: Tx, *, status: str | None = None, issue: str | None = None, limit: int = 50,
+    tx: Tx,
+    *,
+    status: str | None = None,
+    issue: str | None = None,
+    limit: int = 50,
     offset: int = 0,
 ) -> Sequence[Row]:
     stmt = sa.select(R).order_by(R.c.created_at.desc(), R.c.id).limit(limit).offset(offset)
     if status is not None:
         stmt = stmt.where(R.c.status == status)
     if issue is not None:
-        stmt = stmt.where(sa.or_(R.c.linear_issue_id == issue,
-                                 R.c.linear_identifier == issue.upper()))
+        stmt = stmt.where(sa.or_(R.c.linear_issue_id == issue, R.c.linear_identifier == issue.upper()))
     return await tx.rows(stmt)
 
 

@@ -55,7 +55,7 @@ class SyncTx:
             result = self._connection.execute(stmt, dict(params or {}))
         except Exception as exc:
             raise failures.translate(exc) from exc
-        return [row._mapping for row in result] if result.returns_rows else []
+        return [dict(row._mapping) for row in result] if result.returns_rows else []
 
 
 def drive(coro: Coroutine[Any, Any, T]) -> T:
@@ -68,7 +68,7 @@ def drive(coro: Coroutine[Any, Any, T]) -> T:
     raise RuntimeError("a synchronous transaction awaited real I/O")
 
 
-_PG_DIALECT = pg_psycopg.dialect()
+_PG_DIALECT = pg_psycopg.dialect()  # type: ignore[no-untyped-call]
 _CacheKey = tuple[Executable, tuple[str, ...]]
 _COMPILED: OrderedDict[_CacheKey, tuple[str, Compiled]] = OrderedDict()
 _COMPILED_MAX = 512  # hot statements are module constants; the rest may come and go
@@ -104,7 +104,7 @@ class AsyncPgTx:
 
     async def rows(self, stmt: Executable, params: Params = None) -> Sequence[Row]:
         sql, compiled = _compile(stmt, params)
-        values = {k: _adapt(v) for k, v in compiled.construct_params(params).items()}
+        values = {k: _adapt(v) for k, v in (compiled.construct_params(params) or {}).items()}
         try:
             cursor = await self._connection.execute(sql, values)
             return await cursor.fetchall() if cursor.description else []

@@ -119,7 +119,10 @@ def _require(value: Any, what: str) -> Any:
 def _issue_event(envelope: Envelope, actor: events.Actor) -> events.IssueEvent:
     data = _require(envelope.data, "data")
     issue = events.IssueRef(
-        _require(data.id, "data.id"), data.identifier or "", data.title or "", data.description,
+        _require(data.id, "data.id"),
+        data.identifier or "",
+        data.title or "",
+        data.description,
         data.url,
     )
     before = envelope.updated_from
@@ -129,8 +132,7 @@ def _issue_event(envelope: Envelope, actor: events.Actor) -> events.IssueEvent:
         actor=actor,
         labels=tuple(events.Label(label.id, label.name) for label in data.labels),
         label_ids=frozenset(data.label_ids),
-        label_ids_before=None if before is None or before.label_ids is None
-        else frozenset(before.label_ids),
+        label_ids_before=None if before is None or before.label_ids is None else frozenset(before.label_ids),
         state_type=data.state.type if data.state else None,
         state_changed=before is not None and before.state_id is not None,
     )

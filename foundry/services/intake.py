@@ -84,9 +84,15 @@ class Intake:
             result = await self._db.transaction(
                 lambda tx: _duplicate(tx, delivery.source, delivery.key), write=False
             )
-        log.info("delivery.accepted", source=delivery.source, delivery_id=delivery.key,
-                 delivery_event=delivery.event, outcome=result.outcome, run_id=result.run_id,
-                 reason=result.reason)
+        log.info(
+            "delivery.accepted",
+            source=delivery.source,
+            delivery_id=delivery.key,
+            delivery_event=delivery.event,
+            outcome=result.outcome,
+            run_id=result.run_id,
+            reason=result.reason,
+        )
         return result
 
     def _step_for(self, intent: triggers.Intent) -> Step:
@@ -100,9 +106,7 @@ class Intake:
             return lambda tx, d: _add_prompt(tx, d, intent)
         return lambda tx, d: _ignore(intent.reason)
 
-    async def _open(
-        self, tx: Tx, d: deliveries.NewDelivery, intent: triggers.OpenRun
-    ) -> IntakeResult:
+    async def _open(self, tx: Tx, d: deliveries.NewDelivery, intent: triggers.OpenRun) -> IntakeResult:
         now = d.received_at
         since = now - RUNAWAY_WINDOW
         # Bounded: a second pass only happens if the active run we collided with ended
@@ -110,8 +114,11 @@ class Intake:
         for _ in range(3):
             run = _new_run(intent, now)
             opened = runs.NewEvent(
-                "opened", now, intent.actor.describe(),
-                {"trigger": intent.trigger, "event": d.event}, d.id,
+                "opened",
+                now,
+                intent.actor.describe(),
+                {"trigger": intent.trigger, "event": d.event},
+                d.id,
             )
             if await runs.insert_unless_active(
                 tx, run, opened, since=since, max_recent=self._max_runs_per_day
@@ -122,14 +129,13 @@ class Intake:
                 return IntakeResult("attached", active)
             if await runs.count_recent(tx, intent.issue.id, since) >= self._max_runs_per_day:
                 return IntakeResult(
-                    "ignored", reason=f"runaway guard: {self._max_runs_per_day} runs for this "
-                    "issue in the last 24 hours"
+                    "ignored",
+                    reason=f"runaway guard: {self._max_runs_per_day} runs for this "
+                    "issue in the last 24 hours",
                 )
         return IntakeResult("ignored", reason="the issue's active run changed during intake")
 
-    async def _decide(
-        self, tx: Tx, d: deliveries.NewDelivery, intent: triggers.Decide
-    ) -> IntakeResult:
+    async def _decide(self, tx: Tx, d: deliveries.NewDelivery, intent: triggers.Decide) -> IntakeResult:
         run = await runs.active_for_issue(tx, intent.issue_id)
         if run is None:
             return IntakeResult("ignored", reason="no active run to decide")
@@ -137,18 +143,25 @@ class Intake:
         approver = approvals.by_linear_email(self._approvers, intent.actor.email)
         if approver is None or not approvals.covers(approver, run["required_roles"] or []):
             reason = f"{actor} is not an approver for this run"
-            await runs.append_event(tx, run["id"], runs.NewEvent(
-                "decision_refused", d.received_at, actor,
-                {"decision": intent.decision.value, "reason": reason}, d.id,
-            ))
+            await runs.append_event(
+                tx,
+                run["id"],
+                runs.NewEvent(
+                    "decision_refused",
+                    d.received_at,
+                    actor,
+                    {"decision": intent.decision.value, "reason": reason},
+                    d.id,
+                ),
+            )
             return IntakeResult("decided", run["id"], reason=reason, changed=False)
         expected, new = _decision_edge(intent.decision, run["status"])
         event = runs.NewEvent(
             intent.decision.value, d.received_at, actor, {"note": intent.note, "via": "linear"}, d.id
         )
         changed = await runs.transition(tx, run["id"], expected=expected, new=new, event=event)
-        reason = None if changed else f"run is {run['status']}, not {expected}"
-        return IntakeResult("decided", run["id"], reason=reason, changed=changed)
+        not_applied = None if changed else f"run is {run['status']}, not {expected}"
+        return IntakeResult("decided", run["id"], reason=not_applied, changed=changed)
 
 
 def _decision_edge(decision: Decision, current: str) -> tuple[str, str]:
@@ -161,16 +174,22 @@ def _decision_edge(decision: Decision, current: str) -> tuple[str, str]:
 def _new_run(intent: triggers.OpenRun, now: datetime) -> runs.NewRun:
     issue = intent.issue
     return runs.NewRun(
-        id=str(uuid.uuid4()), linear_issue_id=issue.id, linear_identifier=issue.identifier,
-        title=issue.title, status=RunStatus.INTAKE, trigger=intent.trigger, created_at=now,
-        description=issue.description, issue_url=issue.url, trigger_label_id=intent.label_id,
+        id=str(uuid.uuid4()),
+        linear_issue_id=issue.id,
+        linear_identifier=issue.identifier,
+        title=issue.title,
+        status=RunStatus.INTAKE,
+        trigger=intent.trigger,
+        created_at=now,
+        description=issue.description,
+        issue_url=issue.url,
+        trigger_label_id=intent.label_id,
         agent_session_id=intent.agent_session_id,
     )
 
 
 async def _stop(tx: Tx, d: deliveries.NewDelivery, intent: triggers.StopRun) -> IntakeResult:
-    event = runs.NewEvent("stopped", d.received_at, intent.actor.describe(),
-                          {"reason": intent.reason}, d.id)
+    event = runs.NewEvent("stopped", d.received_at, intent.actor.describe(), {"reason": intent.reason}, d.id)
     run_id = await runs.stop_active(tx, intent.issue_id, event, label_ids=intent.removed_label_ids)
     if run_id is None:
         return IntakeResult("ignored", reason="no active run to stop")
@@ -181,10 +200,17 @@ async def _add_prompt(tx: Tx, d: deliveries.NewDelivery, intent: triggers.AddPro
     run_id = await runs.active_id(tx, intent.issue_id)
     if run_id is None:
         return IntakeResult("ignored", reason="no active run for this prompt")
-    await runs.append_event(tx, run_id, runs.NewEvent(
-        "prompt", d.received_at, intent.actor.describe(),
-        {"prompt": intent.prompt, "agent_session_id": intent.agent_session_id}, d.id,
-    ))
+    await runs.append_event(
+        tx,
+        run_id,
+        runs.NewEvent(
+            "prompt",
+            d.received_at,
+            intent.actor.describe(),
+            {"prompt": intent.prompt, "agent_session_id": intent.agent_session_id},
+            d.id,
+        ),
+    )
     return IntakeResult("updated", run_id)
 
 

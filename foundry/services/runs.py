@@ -15,8 +15,19 @@ from foundry.errors import BadRequest, NotFound
 MAX_PAGE = 200
 
 RUN_FIELDS = (
-    "id", "linear_issue_id", "linear_identifier", "title", "status", "trigger", "attempt",
-    "agent_name", "pr_number", "pr_url", "cost_usd", "required_roles", "created_at",
+    "id",
+    "linear_issue_id",
+    "linear_identifier",
+    "title",
+    "status",
+    "trigger",
+    "attempt",
+    "agent_name",
+    "pr_number",
+    "pr_url",
+    "cost_usd",
+    "required_roles",
+    "created_at",
     "updated_at",
 )
 
@@ -26,13 +37,14 @@ def run_view(row: Row) -> dict[str, Any]:
 
 
 def event_view(row: Row) -> dict[str, Any]:
-    return {name: _plain(row[name]) for name in ("seq", "kind", "actor", "data", "created_at",
-                                                  "delivery_id")}
+    return {name: _plain(row[name]) for name in ("seq", "kind", "actor", "data", "created_at", "delivery_id")}
 
 
 def delivery_view(row: Row) -> dict[str, Any]:
-    return {name: _plain(row[name]) for name in ("id", "source", "delivery_key", "event",
-                                                  "verdict", "reason", "run_id", "received_at")}
+    return {
+        name: _plain(row[name])
+        for name in ("id", "source", "delivery_key", "event", "verdict", "reason", "run_id", "received_at")
+    }
 
 
 def _plain(value: Any) -> Any:

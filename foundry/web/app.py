@@ -14,9 +14,7 @@ from foundry import settings as settings_module
 from foundry.web import api, errors, health, linear
 
 
-def create_app(
-    container: wiring.Container, *, clock: Callable[[], datetime] | None = None
-) -> Starlette:
+def create_app(container: wiring.Container, *, clock: Callable[[], datetime] | None = None) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await container.db.open()
@@ -33,7 +31,7 @@ def create_app(
             Route("/api/runs", api.list_runs, methods=["GET"]),
             Route("/api/runs/{run_id}", api.show_run, methods=["GET"]),
         ],
-        exception_handlers=errors.HANDLERS,  # type: ignore[arg-type]
+        exception_handlers=errors.HANDLERS,
         lifespan=lifespan,
     )
     app.state.container = container

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -17,8 +19,8 @@ _HTTP_SENTENCES = {
 }
 
 
-def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
-    return JSONResponse({"error": message}, status_code=status, headers=headers)
+def error_response(status: int, message: str, headers: Mapping[str, str] | None = None) -> Response:
+    return JSONResponse({"error": message}, status_code=status, headers=dict(headers or {}))
 
 
 async def on_request_error(request: Request, exc: Exception) -> Response:
@@ -31,7 +33,8 @@ async def on_storage_error(request: Request, exc: Exception) -> Response:
     if isinstance(exc, DatabaseUnavailable):
         log.warning("database.unavailable", path=request.url.path, error=str(exc))
         return error_response(
-            503, "The database is unavailable; please retry.",
+            503,
+            "The database is unavailable; please retry.",
             {"Retry-After": str(DatabaseUnavailable.retry_after_s)},
         )
     if isinstance(exc, SchemaNotAtHead):

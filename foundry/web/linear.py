@@ -17,9 +17,7 @@ async def receive(request: Request) -> Response:
     foundry = context.container(request)
     settings = foundry.settings
     if settings.linear_webhook_secret is None:
-        raise NotConfigured(
-            "Linear webhooks are not configured: set FOUNDRY_LINEAR_WEBHOOK_SECRET."
-        )
+        raise NotConfigured("Linear webhooks are not configured: set FOUNDRY_LINEAR_WEBHOOK_SECRET.")
     body = await read_capped(request, settings.webhooks.max_body_bytes)
     secret = settings.linear_webhook_secret.get_secret_value()
     if not signatures.linear_valid(secret, body, request.headers.get("linear-signature")):

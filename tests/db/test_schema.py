@@ -18,9 +18,17 @@ NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 
 
 def insert_run(db: database.Database, run_id: str, status: str, issue: str = "issue-1") -> None:
-    row = {"id": run_id, "linear_issue_id": issue, "linear_identifier": "ENG-1", "title": "t",
-           "status": status, "trigger": "label", "required_roles": [], "created_at": NOW,
-           "updated_at": NOW}
+    row = {
+        "id": run_id,
+        "linear_issue_id": issue,
+        "linear_identifier": "ENG-1",
+        "title": "t",
+        "status": status,
+        "trigger": "label",
+        "required_roles": [],
+        "created_at": NOW,
+        "updated_at": NOW,
+    }
     db.transaction_sync(lambda tx: tx.rows(sa.insert(schema.runs), row))
 
 
@@ -68,8 +76,14 @@ def drive_count(db: database.Database) -> int:
 
 def test_a_second_identical_delivery_key_is_refused_by_name(db_url: str) -> None:
     db = database.Database(db_url)
-    row = {"id": "d1", "source": "linear", "delivery_key": "k", "event": "Issue.create",
-           "verdict": "opened", "received_at": NOW}
+    row = {
+        "id": "d1",
+        "source": "linear",
+        "delivery_key": "k",
+        "event": "Issue.create",
+        "verdict": "opened",
+        "received_at": NOW,
+    }
     db.transaction_sync(lambda tx: tx.rows(sa.insert(schema.deliveries), row))
     with pytest.raises(UniqueViolation) as refused:
         db.transaction_sync(lambda tx: tx.rows(sa.insert(schema.deliveries), {**row, "id": "d2"}))
@@ -84,7 +98,8 @@ def test_a_transition_is_compare_and_set(db_url: str) -> None:
 
     def move(expected: str) -> bool:
         return db.transaction_sync(
-            lambda tx: runs.transition(tx, "run-a", expected=expected, new="planning", event=event))
+            lambda tx: runs.transition(tx, "run-a", expected=expected, new="planning", event=event)
+        )
 
     assert move("intake") is True
     assert move("intake") is False

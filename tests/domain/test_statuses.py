@@ -10,8 +10,14 @@ def test_active_and_terminal_partition_the_statuses() -> None:
     assert set(statuses.ACTIVE) | set(statuses.TERMINAL) == set(RunStatus)
     assert not set(statuses.ACTIVE) & set(statuses.TERMINAL)
     assert [s.value for s in statuses.ACTIVE] == [
-        "intake", "planning", "awaiting_approval", "approved", "agent_running", "pr_open",
-        "review_required"]
+        "intake",
+        "planning",
+        "awaiting_approval",
+        "approved",
+        "agent_running",
+        "pr_open",
+        "review_required",
+    ]
 
 
 def test_any_active_run_may_stop_and_no_terminal_run_moves() -> None:

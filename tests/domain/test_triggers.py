@@ -20,13 +20,16 @@ def intent_for(name: str, rules: triggers.TriggerRules = RULES) -> triggers.Inte
     return triggers.decide(linear.to_event(envelope), rules)
 
 
-@pytest.mark.parametrize(("name", "trigger"), [
-    ("linear_issue_create_labeled", "label"),
-    ("linear_issue_create_no_criteria", "label"),
-    ("linear_issue_update_label_added", "label"),
-    ("linear_comment_start", "comment"),
-    ("linear_agent_session_created", "agent_session"),
-])
+@pytest.mark.parametrize(
+    ("name", "trigger"),
+    [
+        ("linear_issue_create_labeled", "label"),
+        ("linear_issue_create_no_criteria", "label"),
+        ("linear_issue_update_label_added", "label"),
+        ("linear_comment_start", "comment"),
+        ("linear_agent_session_created", "agent_session"),
+    ],
+)
 def test_opening_routes(name: str, trigger: str) -> None:
     intent = intent_for(name)
     assert isinstance(intent, OpenRun)
@@ -40,11 +43,14 @@ def test_the_label_is_matched_by_name_and_its_id_remembered() -> None:
     assert intent.issue.identifier == "ENG-42"
 
 
-@pytest.mark.parametrize(("name", "reason"), [
-    ("linear_issue_update_label_removed", "trigger label removed"),
-    ("linear_issue_update_canceled", "issue canceled"),
-    ("linear_issue_remove", "issue deleted"),
-])
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [
+        ("linear_issue_update_label_removed", "trigger label removed"),
+        ("linear_issue_update_canceled", "issue canceled"),
+        ("linear_issue_remove", "issue deleted"),
+    ],
+)
 def test_stopping_routes(name: str, reason: str) -> None:
     intent = intent_for(name)
     assert isinstance(intent, StopRun)
@@ -58,13 +64,17 @@ def test_a_removed_label_other_than_the_configured_id_is_ignored() -> None:
 
 def test_a_title_edit_is_ignored() -> None:
     assert intent_for("linear_issue_update_title_only") == Ignore(
-        "issue update does not change the trigger label")
+        "issue update does not change the trigger label"
+    )
 
 
-@pytest.mark.parametrize(("name", "decision", "note"), [
-    ("linear_comment_approve", Decision.APPROVE, ""),
-    ("linear_comment_reject", Decision.REJECT, "scope is too large"),
-])
+@pytest.mark.parametrize(
+    ("name", "decision", "note"),
+    [
+        ("linear_comment_approve", Decision.APPROVE, ""),
+        ("linear_comment_reject", Decision.REJECT, "scope is too large"),
+    ],
+)
 def test_decision_comments(name: str, decision: Decision, note: str) -> None:
     intent = intent_for(name)
     assert isinstance(intent, Decide)
@@ -86,10 +96,16 @@ def test_bot_actors_are_ignored_whatever_they_do() -> None:
     assert intent_for("linear_comment_start", rules) == Ignore("event from a bot actor")
 
 
-@pytest.mark.parametrize(("body", "expected"), [
-    ("/foundry start", "start"), ("  /Foundry   STOP now", "stop"), ("please /foundry start", None),
-    ("/foundry deploy", "unknown"), ("no command", None),
-])
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ("/foundry start", "start"),
+        ("  /Foundry   STOP now", "stop"),
+        ("please /foundry start", None),
+        ("/foundry deploy", "unknown"),
+        ("no command", None),
+    ],
+)
 def test_comment_commands_must_start_a_line(body: str, expected: str | None) -> None:
     raw = json.loads((FIXTURES / "linear_comment_start.json").read_text())
     raw["data"]["body"] = body

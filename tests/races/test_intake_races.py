@@ -29,8 +29,10 @@ from tests.factories import linear_body, linear_request
 ISSUE = events.IssueRef("issue-race", "ENG-7", "Race me")
 ACTOR = events.Actor("u1", "Dana", "dana@example.com")
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
-ACTIVE_RUNS = ("SELECT count(*) FROM foundry_runs WHERE status IN ('intake','planning',"
-               "'awaiting_approval','approved','agent_running','pr_open','review_required')")
+ACTIVE_RUNS = (
+    "SELECT count(*) FROM foundry_runs WHERE status IN ('intake','planning',"
+    "'awaiting_approval','approved','agent_running','pr_open','review_required')"
+)
 
 
 def session_a_run() -> tuple[runs.NewRun, runs.NewEvent]:
@@ -40,6 +42,7 @@ def session_a_run() -> tuple[runs.NewRun, runs.NewEvent]:
 
 def intake_in_new_loop(url: str) -> IntakeResult:
     """Session B: the full intake of another delivery for the same issue, on its own connection."""
+
     async def go() -> IntakeResult:
         db = database.Database(url, pool_size=2)
         await db.open()
@@ -55,9 +58,12 @@ def intake_in_new_loop(url: str) -> IntakeResult:
 
 def waiting_on_a_lock(engine: sa.Engine) -> bool:
     with engine.connect() as probe:
-        return bool(probe.exec_driver_sql(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-            "AND wait_event_type = 'Lock'").scalar())
+        return bool(
+            probe.exec_driver_sql(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND wait_event_type = 'Lock'"
+            ).scalar()
+        )
 
 
 def test_two_sessions_that_both_pass_the_precheck_and_both_insert_leave_one_run(db_url: str) -> None:
@@ -69,15 +75,19 @@ def test_two_sessions_that_both_pass_the_precheck_and_both_insert_leave_one_run(
     outcome: list[IntakeResult] = []
     with db.engine.connect() as session_a:
         with session_a.begin():
-            inserted = drive(runs.insert_unless_active(SyncTx(session_a), run_a, opened, since=since,
-                                                       max_recent=10))
+            inserted = drive(
+                runs.insert_unless_active(SyncTx(session_a), run_a, opened, since=since, max_recent=10)
+            )
             assert inserted
             if db.dialect == "postgresql":
                 # B inserts while A's row is uncommitted: Postgres makes B wait on the index entry.
                 b = threading.Thread(target=lambda: outcome.append(intake_in_new_loop(db_url)))
                 b.start()
-                servers.wait_until(lambda: waiting_on_a_lock(db.engine), deadline_s=10,
-                                   what="session B to block on session A's insert")
+                servers.wait_until(
+                    lambda: waiting_on_a_lock(db.engine),
+                    deadline_s=10,
+                    what="session B to block on session A's insert",
+                )
         if db.dialect == "sqlite":
             # SQLite serialises writers (BEGIN IMMEDIATE): B's insert runs after A commits.
             outcome.append(intake_in_new_loop(db_url))
@@ -138,12 +148,19 @@ def test_several_processes_and_a_burst_for_ten_issues_open_exactly_ten_runs(
         linear_request(linear_body(name, issue_id=issue, identifier=f"ENG-{n}"), secret=LINEAR_SECRET)
         for _ in range(5)
         for n, issue in enumerate(issues)
-        for name in ("linear_issue_create_labeled", "linear_comment_start",
-                     "linear_agent_session_created", "linear_issue_update_label_added")
+        for name in (
+            "linear_issue_create_labeled",
+            "linear_comment_start",
+            "linear_agent_session_created",
+            "linear_issue_update_label_added",
+        )
     ]
     assert len(bodies) == 200
-    env = servers.foundry_env(FOUNDRY_DATABASE_URL=pg_url, FOUNDRY_LINEAR_WEBHOOK_SECRET=LINEAR_SECRET,
-                              FOUNDRY_DATABASE_POOL_SIZE="8")
+    env = servers.foundry_env(
+        FOUNDRY_DATABASE_URL=pg_url,
+        FOUNDRY_LINEAR_WEBHOOK_SECRET=LINEAR_SECRET,
+        FOUNDRY_DATABASE_POOL_SIZE="8",
+    )
     with servers.foundry_web(env, workers=workers, log=tmp_path / "web.log") as base:
         responses = post_many(base, bodies, threads=40)
     assert Counter(r.status_code for r in responses) == {202: 200}
@@ -153,11 +170,18 @@ def test_several_processes_and_a_burst_for_ten_issues_open_exactly_ten_runs(
         active = connection.exec_driver_sql(ACTIVE_RUNS).scalar()
         deliveries = connection.exec_driver_sql("SELECT count(*) FROM webhook_deliveries").scalar()
         opened = connection.exec_driver_sql(
-            "SELECT count(*) FROM webhook_deliveries WHERE verdict = 'opened'").scalar()
+            "SELECT count(*) FROM webhook_deliveries WHERE verdict = 'opened'"
+        ).scalar()
         for issue in issues:
-            run_ids = connection.exec_driver_sql(
-                "SELECT DISTINCT d.run_id FROM webhook_deliveries d JOIN foundry_runs r ON r.id = d.run_id "
-                f"WHERE r.linear_issue_id = '{issue}'").scalars().all()
+            run_ids = (
+                connection.exec_driver_sql(
+                    "SELECT DISTINCT d.run_id FROM webhook_deliveries d "
+                    "JOIN foundry_runs r ON r.id = d.run_id "
+                    f"WHERE r.linear_issue_id = '{issue}'"
+                )
+                .scalars()
+                .all()
+            )
             per_issue[issue] = set(run_ids)
     engine.dispose()
     assert active == 10

@@ -17,12 +17,18 @@ AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
 
 
 def open_runs(client: TestClient, count: int) -> list[str]:
-    return [post_linear(client, "linear_comment_start", issue_id=f"issue-{n}",
-                        identifier=f"ENG-{n}").json()["run_id"] for n in range(count)]
+    return [
+        post_linear(client, "linear_comment_start", issue_id=f"issue-{n}", identifier=f"ENG-{n}").json()[
+            "run_id"
+        ]
+        for n in range(count)
+    ]
 
 
-@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong"},
-                                     {"Authorization": API_TOKEN}, {"Authorization": "Basic x"}])
+@pytest.mark.parametrize(
+    "headers",
+    [{}, {"Authorization": "Bearer wrong"}, {"Authorization": API_TOKEN}, {"Authorization": "Basic x"}],
+)
 def test_the_api_refuses_a_missing_or_wrong_token(client: TestClient, headers: dict[str, str]) -> None:
     response = client.get("/api/runs", headers=headers)
     assert response.status_code == 401

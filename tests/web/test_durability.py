@@ -73,9 +73,10 @@ def test_postgres_unreachable_mid_run_answers_503_then_the_redelivery_succeeds(
     settings = settings_module.load(environ={}, database_url=url, linear_webhook_secret=LINEAR_SECRET)
     with TestClient(create_app(wiring.build(settings)), raise_server_exceptions=False) as client:
         assert post_linear(client, "linear_comment_start").status_code == 202
-        raw, headers = linear_request(linear_body("linear_issue_create_labeled",
-                                                  issue_id="issue-2", identifier="ENG-2"),
-                                      secret=LINEAR_SECRET)
+        raw, headers = linear_request(
+            linear_body("linear_issue_create_labeled", issue_id="issue-2", identifier="ENG-2"),
+            secret=LINEAR_SECRET,
+        )
         proxy.cut()
         during = client.post("/webhooks/linear", content=raw, headers=headers)
         assert during.status_code == 503

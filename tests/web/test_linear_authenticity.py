@@ -16,8 +16,10 @@ from foundry.web.app import create_app
 from tests.conftest import LINEAR_SECRET
 from tests.factories import linear_body, linear_request
 
-ROW_COUNTS = ("SELECT (SELECT count(*) FROM foundry_runs) + (SELECT count(*) FROM run_events)"
-              " + (SELECT count(*) FROM webhook_deliveries)")
+ROW_COUNTS = (
+    "SELECT (SELECT count(*) FROM foundry_runs) + (SELECT count(*) FROM run_events)"
+    " + (SELECT count(*) FROM webhook_deliveries)"
+)
 
 
 @pytest.fixture
@@ -72,11 +74,23 @@ class TestRefused:
         assert response.status_code == 401
         assert "webhookTimestamp" in response.json()["error"]
 
-    @pytest.mark.parametrize("raw", [b"{not json", b"", b"[]", b'"text"', b'{"type": "Issue"}',
-                                     b'{"type": "Issue", "webhookTimestamp": "soon"}'])
+    @pytest.mark.parametrize(
+        "raw",
+        [
+            b"{not json",
+            b"",
+            b"[]",
+            b'"text"',
+            b'{"type": "Issue"}',
+            b'{"type": "Issue", "webhookTimestamp": "soon"}',
+        ],
+    )
     def test_unparseable_or_malformed_bodies(self, client: TestClient, raw: bytes) -> None:
-        headers = {"Content-Type": "application/json", "Linear-Delivery": "d-1",
-                   "Linear-Signature": signatures.hex_hmac(LINEAR_SECRET, raw)}
+        headers = {
+            "Content-Type": "application/json",
+            "Linear-Delivery": "d-1",
+            "Linear-Signature": signatures.hex_hmac(LINEAR_SECRET, raw),
+        }
         assert post(client, raw, headers).status_code == 400
 
     def test_issue_payload_without_its_data(self, client: TestClient) -> None:
@@ -102,7 +116,7 @@ class TestRefused:
 
         def chunks() -> Iterator[bytes]:
             for start in range(0, len(raw), 100):
-                yield raw[start:start + 100]
+                yield raw[start : start + 100]
 
         with TestClient(app, raise_server_exceptions=False) as client:
             response = client.post("/webhooks/linear", content=chunks(), headers=headers)

@@ -32,8 +32,9 @@ def test_issue_created_with_the_label_opens_a_run(client: TestClient, sql: Calla
     assert sql(f"SELECT kind FROM run_events WHERE run_id = '{run_id}' AND seq = 1") == "opened"
 
 
-@pytest.mark.parametrize("name", ["linear_issue_update_label_added", "linear_comment_start",
-                                  "linear_agent_session_created"])
+@pytest.mark.parametrize(
+    "name", ["linear_issue_update_label_added", "linear_comment_start", "linear_agent_session_created"]
+)
 def test_every_opening_route_opens_a_run_on_a_fresh_issue(
     client: TestClient, sql: Callable[[str], Any], name: str
 ) -> None:
@@ -43,8 +44,9 @@ def test_every_opening_route_opens_a_run_on_a_fresh_issue(
     assert sql(ACTIVE_ENG_42) == 1
 
 
-@pytest.mark.parametrize("name", ["linear_issue_update_label_added", "linear_comment_start",
-                                  "linear_agent_session_created"])
+@pytest.mark.parametrize(
+    "name", ["linear_issue_update_label_added", "linear_comment_start", "linear_agent_session_created"]
+)
 def test_the_same_intent_by_another_route_attaches_to_the_active_run(
     client: TestClient, sql: Callable[[str], Any], name: str
 ) -> None:
@@ -67,8 +69,9 @@ def test_a_title_edit_is_ignored_and_never_opens_a_second_run(
     assert sql("SELECT verdict FROM webhook_deliveries WHERE event = 'Issue.update'") == "ignored"
 
 
-@pytest.mark.parametrize("name", ["linear_issue_update_label_removed",
-                                  "linear_issue_update_canceled", "linear_issue_remove"])
+@pytest.mark.parametrize(
+    "name", ["linear_issue_update_label_removed", "linear_issue_update_canceled", "linear_issue_remove"]
+)
 def test_removal_cancellation_and_deletion_stop_the_active_run(
     client: TestClient, sql: Callable[[str], Any], name: str
 ) -> None:
@@ -80,8 +83,9 @@ def test_removal_cancellation_and_deletion_stop_the_active_run(
     assert sql(f"SELECT kind FROM run_events WHERE run_id = '{run_id}' AND seq = 2") == "stopped"
 
 
-@pytest.mark.parametrize("name", ["linear_issue_update_label_removed",
-                                  "linear_issue_update_canceled", "linear_issue_remove"])
+@pytest.mark.parametrize(
+    "name", ["linear_issue_update_label_removed", "linear_issue_update_canceled", "linear_issue_remove"]
+)
 def test_a_stop_with_no_active_run_is_ignored(client: TestClient, name: str) -> None:
     response = post_linear(client, name)
     assert response.status_code == 200
@@ -118,8 +122,9 @@ def _await_approval(sql: Callable[[str], Any], run_id: str) -> None:
     sql(f"UPDATE foundry_runs SET status = 'awaiting_approval' WHERE id = '{run_id}'")
 
 
-@pytest.mark.parametrize(("name", "status"), [("linear_comment_approve", "approved"),
-                                              ("linear_comment_reject", "rejected")])
+@pytest.mark.parametrize(
+    ("name", "status"), [("linear_comment_approve", "approved"), ("linear_comment_reject", "rejected")]
+)
 def test_an_approver_decides_the_waiting_run_by_comment(
     client: TestClient, sql: Callable[[str], Any], name: str, status: str
 ) -> None:
@@ -159,10 +164,16 @@ def test_a_decision_by_someone_who_is_not_an_approver_is_refused_and_recorded(
     assert sql("SELECT verdict FROM webhook_deliveries WHERE event = 'Comment.create'") == "refused"
 
 
-@pytest.mark.parametrize("name", [
-    "linear_issue_create_labeled", "linear_issue_update_label_added", "linear_comment_start",
-    "linear_agent_session_created", "linear_issue_update_title_only",
-])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "linear_issue_create_labeled",
+        "linear_issue_update_label_added",
+        "linear_comment_start",
+        "linear_agent_session_created",
+        "linear_issue_update_title_only",
+    ],
+)
 def test_a_redelivery_answers_duplicate_with_no_other_effect(
     client: TestClient, sql: Callable[[str], Any], name: str
 ) -> None:
@@ -186,8 +197,9 @@ def test_a_redelivered_open_stays_a_duplicate_after_its_run_ended(
     assert sql("SELECT count(*) FROM foundry_runs") == 1
 
 
-def test_events_from_bot_actors_are_ignored(make_settings: Callable[..., Any],
-                                            sql: Callable[[str], Any]) -> None:
+def test_events_from_bot_actors_are_ignored(
+    make_settings: Callable[..., Any], sql: Callable[[str], Any]
+) -> None:
     from foundry import wiring
     from foundry.web.app import create_app
 
@@ -198,8 +210,9 @@ def test_events_from_bot_actors_are_ignored(make_settings: Callable[..., Any],
     assert sql("SELECT count(*) FROM foundry_runs") == 0
 
 
-def test_the_runaway_guard_caps_runs_per_issue_per_day(make_settings: Callable[..., Any],
-                                                       sql: Callable[[str], Any]) -> None:
+def test_the_runaway_guard_caps_runs_per_issue_per_day(
+    make_settings: Callable[..., Any], sql: Callable[[str], Any]
+) -> None:
     from foundry import wiring
     from foundry.web.app import create_app
 
