@@ -222,8 +222,12 @@ class Server:
         with self.log_path.open("wb") as log:
             # Its own session, so that stop() reaches uvicorn's worker processes too.
             self.proc = subprocess.Popen(
-                [*self.target.command, "--port", str(self.port)], env=self.target.env,
-                cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                [*self.target.command, "--port", str(self.port)],
+                env=self.target.env,
+                cwd=self.workdir,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         self._wait_ready()
 
@@ -250,8 +254,10 @@ class Server:
         while time.monotonic() < deadline:
             if not self.alive():
                 raise BenchError(f"{self.target.name} exited while starting:\n{self.tail()}")
-            with (contextlib.suppress(urllib.error.URLError, ConnectionError, TimeoutError),
-                  urllib.request.urlopen(url, timeout=2) as response):
+            with (
+                contextlib.suppress(urllib.error.URLError, ConnectionError, TimeoutError),
+                urllib.request.urlopen(url, timeout=2) as response,
+            ):
                 if response.status == 200:
                     return
             time.sleep(0.2)
@@ -262,22 +268,52 @@ def foundry_target(db_url: str, secret: str, workers: int, workdir: Path) -> Tar
     foundry = Path(sys.executable).parent / "foundry"
     # No config file in `workdir`: Foundry runs on its defaults (trigger label "foundry",
     # 60 s tolerance), which the fixture matches.
-    env = clean_env(FOUNDRY_DATABASE_URL=db_url, FOUNDRY_LINEAR_WEBHOOK_SECRET=secret,
-                    FOUNDRY_LOG_LEVEL="warning", FOUNDRY_DATABASE_POOL_SIZE="32")
-    migrated = subprocess.run([str(foundry), "migrate"], env=env, cwd=workdir, capture_output=True,
-                              text=True, timeout=120, check=False)
+    env = clean_env(
+        FOUNDRY_DATABASE_URL=db_url,
+        FOUNDRY_LINEAR_WEBHOOK_SECRET=secret,
+        FOUNDRY_LOG_LEVEL="warning",
+        FOUNDRY_DATABASE_POOL_SIZE="32",
+    )
+    migrated = subprocess.run(
+        [str(foundry), "migrate"],
+        env=env,
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     if migrated.returncode != 0:
         raise BenchError(f"foundry migrate failed:\n{migrated.stdout}{migrated.stderr}")
-    return Target("Foundry", [str(foundry), "web", "--workers", str(workers)], env, db_url,
-                  "foundry_runs", "webhook_deliveries")
+    return Target(
+        "Foundry",
+        [str(foundry), "web", "--workers", str(workers)],
+        env,
+        db_url,
+        "foundry_runs",
+        "webhook_deliveries",
+    )
 
 
 def reference_target(db_url: str, secret: str, workers: int) -> Target:
     with psycopg.connect(db_url, autocommit=True, connect_timeout=10) as conn:
         conn.execute(reference_app.SCHEMA)
     env = clean_env(BENCH_REF_DATABASE_URL=db_url, BENCH_REF_WEBHOOK_SECRET=secret)
-    command = [sys.executable, "-m", "uvicorn", "--app-dir", str(BENCH_DIR), "reference_app:app",
-               "--workers", str(workers), "--host", HOST, "--log-level", "warning", "--no-access-log"]
+    command = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "--app-dir",
+        str(BENCH_DIR),
+        "reference_app:app",
+        "--workers",
+        str(workers),
+        "--host",
+        HOST,
+        "--log-level",
+        "warning",
+        "--no-access-log",
+    ]
     return Target("reference", command, env, db_url, "ref_runs", "ref_deliveries")
 
 
@@ -304,8 +340,13 @@ class Signer:
 
     def body(self, issue_id: str, number: int, now_ms: int) -> bytes:
         url = f"https://linear.app/acme/issue/BENCH-{number}/benchmark-issue"
-        data = {**self.template["data"], "id": issue_id, "number": number,
-                "identifier": f"BENCH-{number}", "url": url}
+        data = {
+            **self.template["data"],
+            "id": issue_id,
+            "number": number,
+            "identifier": f"BENCH-{number}",
+            "url": url,
+        }
         payload = {**self.template, "data": data, "url": url, "webhookTimestamp": now_ms}
         # Compact JSON: no raw newline or tab ever appears in a body.
         return json.dumps(payload, separators=(",", ":")).encode()
@@ -314,9 +355,11 @@ class Signer:
         key = str(uuid.uuid4())
         self.keys.append(key)
         signature = hmac.new(self.secret, body, hashlib.sha256).hexdigest()
-        head = (f"POST /webhooks/linear HTTP/1.1\r\nHost: {HOST}:{self.port}\r\n"
-                f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
-                f"Linear-Delivery: {key}\r\nLinear-Signature: {signature}\r\n\r\n")
+        head = (
+            f"POST /webhooks/linear HTTP/1.1\r\nHost: {HOST}:{self.port}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+            f"Linear-Delivery: {key}\r\nLinear-Signature: {signature}\r\n\r\n"
+        )
         return head.encode() + body
 
     def _number(self) -> int:
@@ -337,9 +380,20 @@ def write_requests(requests: Sequence[bytes], prefix: Path, threads: int) -> Non
 
 
 def run_wrk(port: int, prefix: Path, threads: int, connections: int, seconds: int) -> dict[str, int]:
-    command = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency",
-               "--timeout", WRK_TIMEOUT, "-s", str(LUA_SCRIPT), f"http://{HOST}:{port}/webhooks/linear",
-               "--", str(prefix)]
+    command = [
+        "wrk",
+        f"-t{threads}",
+        f"-c{connections}",
+        f"-d{seconds}s",
+        "--latency",
+        "--timeout",
+        WRK_TIMEOUT,
+        "-s",
+        str(LUA_SCRIPT),
+        f"http://{HOST}:{port}/webhooks/linear",
+        "--",
+        str(prefix),
+    ]
     done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 120, check=False)
     for line in done.stdout.splitlines():
         if line.startswith("BENCH_JSON "):
@@ -352,9 +406,15 @@ def load_result(f: dict[str, int]) -> LoadResult:
     # wrk's own status error count only covers >= 400; derive non-2xx from what Lua counted.
     non_2xx = max(f["non_2xx"], f["requests"] - f["accepted"] - f["other_2xx"])
     return LoadResult(
-        requests=f["requests"], seconds=f["duration_us"] / 1e6, p50_ms=f["p50_us"] / 1000,
-        p90_ms=f["p90_us"] / 1000, p99_ms=f["p99_us"] / 1000, max_ms=f["max_us"] / 1000,
-        accepted=f["accepted"], other_2xx=f["other_2xx"], non_2xx=non_2xx,
+        requests=f["requests"],
+        seconds=f["duration_us"] / 1e6,
+        p50_ms=f["p50_us"] / 1000,
+        p90_ms=f["p90_us"] / 1000,
+        p99_ms=f["p99_us"] / 1000,
+        max_ms=f["max_us"] / 1000,
+        accepted=f["accepted"],
+        other_2xx=f["other_2xx"],
+        non_2xx=non_2xx,
         socket_errors=f["connect"] + f["read"] + f["write"] + f["timeout"],
     )
 
@@ -456,10 +516,16 @@ def storm(server: Server, signer: Signer, connections: int) -> StormResult:
             with contextlib.suppress(ValueError, AttributeError):
                 outcomes[str(json.loads(body).get("outcome"))] += 1
     target = server.target
-    active = count(target.db_url, f"SELECT count(*) FROM {target.runs_table} "
-                   "WHERE linear_issue_id = %s AND status = ANY(%s)", (issue_id, list(reference_app.ACTIVE)))
-    recorded = count(target.db_url, f"SELECT count(*) FROM {target.deliveries_table} "
-                     "WHERE source = 'linear' AND delivery_key = ANY(%s)", (keys,))
+    active = count(
+        target.db_url,
+        f"SELECT count(*) FROM {target.runs_table} WHERE linear_issue_id = %s AND status = ANY(%s)",
+        (issue_id, list(reference_app.ACTIVE)),
+    )
+    recorded = count(
+        target.db_url,
+        f"SELECT count(*) FROM {target.deliveries_table} WHERE source = 'linear' AND delivery_key = ANY(%s)",
+        (keys,),
+    )
     return StormResult(drain_s, Counter(status for status, _ in answers), outcomes, active, recorded)
 
 
@@ -501,7 +567,10 @@ def ratio(a: float, b: float) -> float:
     return a / b if b else math.inf
 
 
-def verdict(ok: bool) -> str:
+def verdict(ok: bool, clean: bool = True) -> str:
+    """PASS/MISS; a figure measured while requests failed is no pass."""
+    if not clean:
+        return "ERRORS"
     return "PASS" if ok else "MISS"
 
 
@@ -517,35 +586,91 @@ def latency_row(metric: str, ours: float, ref: float) -> str:
 
 def load_rows(phase: str, ours: LoadResult, ref: LoadResult) -> list[str]:
     rps, p99 = ratio(ours.rps, ref.rps), ratio(ours.p99_ms, ref.p99_ms)
+    clean = not ours.problems() and not ref.problems()
     return [
-        row(phase, "requests/s", f"{ours.rps:,.0f}", f"{ref.rps:,.0f}", f"{rps:.2f}x",
-            f">= {THROUGHPUT_MIN}x", verdict(rps >= THROUGHPUT_MIN)),
+        row(
+            phase,
+            "requests/s",
+            f"{ours.rps:,.0f}",
+            f"{ref.rps:,.0f}",
+            f"{rps:.2f}x",
+            f">= {THROUGHPUT_MIN}x",
+            verdict(rps >= THROUGHPUT_MIN, clean),
+        ),
         latency_row("p50 ms", ours.p50_ms, ref.p50_ms),
         latency_row("p90 ms", ours.p90_ms, ref.p90_ms),
-        row("", "p99 ms", f"{ours.p99_ms:.2f}", f"{ref.p99_ms:.2f}", f"{p99:.2f}x", f"<= {P99_MAX}x",
-            verdict(p99 <= P99_MAX)),
+        row(
+            "",
+            "p99 ms",
+            f"{ours.p99_ms:.2f}",
+            f"{ref.p99_ms:.2f}",
+            f"{p99:.2f}x",
+            f"<= {P99_MAX}x",
+            verdict(p99 <= P99_MAX, clean),
+        ),
         row("", "max ms", f"{ours.max_ms:.1f}", f"{ref.max_ms:.1f}"),
         row("", "requests", f"{ours.requests:,}", f"{ref.requests:,}"),
-        row("", "errors", str(ours.non_2xx + ours.socket_errors + ours.other_2xx),
-            str(ref.non_2xx + ref.socket_errors + ref.other_2xx), "", "= 0",
-            verdict(not ours.problems())),
+        row(
+            "",
+            "errors",
+            str(ours.non_2xx + ours.socket_errors + ours.other_2xx),
+            str(ref.non_2xx + ref.socket_errors + ref.other_2xx),
+            "",
+            "= 0",
+            verdict(not ours.problems()),
+        ),
     ]
 
 
 def storm_rows(ours: StormResult, ref: StormResult) -> list[str]:
     fast = ours.drain_s <= STORM_MAX_S
+    clean = not ours.problems() and not ref.problems()
     return [
-        row(f"storm ({STORM_DELIVERIES} -> 1)", "drain s", f"{ours.drain_s:.3f}", f"{ref.drain_s:.3f}",
-            f"{ratio(ours.drain_s, ref.drain_s):.2f}x", f"<= {STORM_MAX_S} s", verdict(fast)),
-        row("", "active runs", str(ours.active_runs), str(ref.active_runs), "", "= 1",
-            verdict(ours.active_runs == 1)),
-        row("", "deliveries", str(ours.deliveries), str(ref.deliveries), "", f"= {STORM_DELIVERIES}",
-            verdict(ours.deliveries == STORM_DELIVERIES)),
-        row("", "opened/attached", _outcomes(ours.outcomes), _outcomes(ref.outcomes), "", "= 1/499",
-            verdict(ours.outcomes == Counter(opened=1, attached=STORM_DELIVERIES - 1))),
-        row("", "non-2xx", str(sum(n for s, n in ours.statuses.items() if not 200 <= s < 300)),
-            str(sum(n for s, n in ref.statuses.items() if not 200 <= s < 300)), "", "= 0",
-            verdict(not ours.problems())),
+        row(
+            f"storm ({STORM_DELIVERIES} -> 1)",
+            "drain s",
+            f"{ours.drain_s:.3f}",
+            f"{ref.drain_s:.3f}",
+            f"{ratio(ours.drain_s, ref.drain_s):.2f}x",
+            f"<= {STORM_MAX_S} s",
+            verdict(fast, clean),
+        ),
+        row(
+            "",
+            "active runs",
+            str(ours.active_runs),
+            str(ref.active_runs),
+            "",
+            "= 1",
+            verdict(ours.active_runs == 1),
+        ),
+        row(
+            "",
+            "deliveries",
+            str(ours.deliveries),
+            str(ref.deliveries),
+            "",
+            f"= {STORM_DELIVERIES}",
+            verdict(ours.deliveries == STORM_DELIVERIES),
+        ),
+        row(
+            "",
+            "opened/attached",
+            _outcomes(ours.outcomes),
+            _outcomes(ref.outcomes),
+            "",
+            "= 1/499",
+            verdict(ours.outcomes == Counter(opened=1, attached=STORM_DELIVERIES - 1)),
+        ),
+        row(
+            "",
+            "non-2xx",
+            str(sum(n for s, n in ours.statuses.items() if not 200 <= s < 300)),
+            str(sum(n for s, n in ref.statuses.items() if not 200 <= s < 300)),
+            "",
+            "= 0",
+            verdict(not ours.problems()),
+        ),
     ]
 
 
@@ -558,14 +683,18 @@ def _outcomes(outcomes: Counter[str]) -> str:
 def report(ours: TargetResults, ref: TargetResults, args: argparse.Namespace) -> list[str]:
     assert ours.single and ours.distinct and ours.storm and ref.single and ref.distinct and ref.storm
     print()
-    print(f"Linear intake: {args.workers} uvicorn workers and a 32-connection pool each; "
-          f"wrk -t2 -c{args.connections} -d{args.duration}s, single -t1 -c1 -d{SINGLE_SECONDS}s; "
-          f"storm over {args.connections} connections")
+    print(
+        f"Linear intake: {args.workers} uvicorn workers and a 32-connection pool each; "
+        f"wrk -t2 -c{args.connections} -d{args.duration}s, single -t1 -c1 -d{SINGLE_SECONDS}s; "
+        f"storm over {args.connections} connections"
+    )
     print(row("phase", "metric", "Foundry", "reference", "ratio", "target", "verdict"))
     print("-" * 92)
-    for line in [*load_rows("single connection", ours.single, ref.single),
-                 *load_rows("distinct issues", ours.distinct, ref.distinct),
-                 *storm_rows(ours.storm, ref.storm)]:
+    for line in [
+        *load_rows("single connection", ours.single, ref.single),
+        *load_rows("distinct issues", ours.distinct, ref.distinct),
+        *storm_rows(ours.storm, ref.storm),
+    ]:
         print(line)
     return ours.problems() + ref.problems()
 
@@ -586,8 +715,11 @@ def shout(problems: list[str], ours: TargetResults, ref: TargetResults) -> None:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--postgres-url", default="postgresql://postgres@127.0.0.1:5432/test",
-                        help="admin database; scratch databases are created next to it")
+    parser.add_argument(
+        "--postgres-url",
+        default="postgresql://postgres@127.0.0.1:5432/test",
+        help="admin database; scratch databases are created next to it",
+    )
     parser.add_argument("--duration", type=int, default=10, help="seconds per load phase")
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--workers", type=int, default=2)
@@ -612,8 +744,9 @@ def run(args: argparse.Namespace) -> int:
         foundry_db = stack.enter_context(scratch_database(args.postgres_url, "foundry_bench"))
         ref_db = stack.enter_context(scratch_database(args.postgres_url, "foundry_ref"))
         # One server at a time: both pools together would approach Postgres's 100 connections.
-        ours = bench_target(foundry_target(foundry_db, secret, args.workers, workdir), args,
-                            secret.encode(), workdir)
+        ours = bench_target(
+            foundry_target(foundry_db, secret, args.workers, workdir), args, secret.encode(), workdir
+        )
         ref = bench_target(reference_target(ref_db, secret, args.workers), args, secret.encode(), workdir)
         problems = report(ours, ref, args)
     if problems:

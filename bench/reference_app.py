@@ -32,8 +32,15 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 # Same as foundry.domain.statuses.ACTIVE (bench/intake.py checks they agree).
-ACTIVE = ("intake", "planning", "awaiting_approval", "approved", "agent_running", "pr_open",
-          "review_required")
+ACTIVE = (
+    "intake",
+    "planning",
+    "awaiting_approval",
+    "approved",
+    "agent_running",
+    "pr_open",
+    "review_required",
+)
 # Written literally, like Foundry's index predicate: ON CONFLICT must repeat it to match.
 _ACTIVE_SQL = "status IN (" + ", ".join(f"'{s}'" for s in ACTIVE) + ")"
 
@@ -117,7 +124,10 @@ async def readyz(request: Request) -> JSONResponse:
 async def lifespan(app: Starlette) -> AsyncIterator[None]:
     # Foundry's async pool: min 4, max FOUNDRY_DATABASE_POOL_SIZE (32 in the benchmark).
     pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
-        os.environ["BENCH_REF_DATABASE_URL"], min_size=4, max_size=POOL_SIZE, timeout=POOL_WAIT_S,
+        os.environ["BENCH_REF_DATABASE_URL"],
+        min_size=4,
+        max_size=POOL_SIZE,
+        timeout=POOL_WAIT_S,
         open=False,
     )
     await pool.open()
