@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -42,6 +43,7 @@ class NewEvent:
     actor: str | None = None
     data: Mapping[str, Any] = field(default_factory=dict)
     delivery_id: str | None = None
+    id: str = field(default_factory=lambda: str(uuid.uuid4()))
 
 
 def _insert_unless_active(insert: Any) -> Any:
@@ -146,9 +148,7 @@ async def transition(tx: Tx, run_id: str, *, expected: str, new: str, event: New
     if seq is None:
         return False
     data = {"from": expected, "to": new, **event.data}
-    await _insert_event(
-        tx, run_id, int(seq), NewEvent(event.kind, event.at, event.actor, data, event.delivery_id)
-    )
+    await _insert_event(tx, run_id, int(seq), dataclasses.replace(event, data=data))
     return True
 
 
@@ -173,7 +173,7 @@ async def stop_active(
         tx,
         row["id"],
         int(row["event_seq"]),
-        NewEvent(event.kind, event.at, event.actor, data, event.delivery_id),
+        dataclasses.replace(event, data=data),
     )
     return str(row["id"])
 
@@ -182,7 +182,7 @@ async def _insert_event(tx: Tx, run_id: str, seq: int, event: NewEvent) -> None:
     await tx.rows(
         _INSERT_EVENT,
         {
-            "id": str(uuid.uuid4()),
+            "id": event.id,
             "run_id": run_id,
             "seq": seq,
             "kind": event.kind,

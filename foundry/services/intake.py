@@ -16,6 +16,7 @@ from typing import Any
 
 from foundry import logs
 from foundry.db import deliveries, runs
+from foundry.db import intake as intake_store
 from foundry.db.database import Database
 from foundry.db.tx import Tx
 from foundry.domain import approvals, triggers
@@ -48,10 +49,6 @@ class IntakeResult:
         return self.outcome == "ignored"
 
 
-class _AlreadyRecorded(Exception):
-    """Raised inside the transaction to roll back the effect of a redelivery."""
-
-
 Step = Callable[[Tx, deliveries.NewDelivery], Coroutine[Any, Any, IntakeResult]]
 
 
@@ -68,19 +65,9 @@ class Intake:
             str(uuid.uuid4()), delivery.source, delivery.key, delivery.event, delivery.received_at
         )
         step = self._step_for(intent)
-
-        async def effect_then_record(tx: Tx) -> IntakeResult:
-            result = await step(tx, new)
-            verdict = "refused" if result.changed is False and result.reason else result.outcome
-            if not await deliveries.record(
-                tx, new, verdict=verdict, run_id=result.run_id, reason=result.reason
-            ):
-                raise _AlreadyRecorded
-            return result
-
         try:
-            result = await self._db.transaction(effect_then_record)
-        except _AlreadyRecorded:
+            result = await self._db.transaction(lambda tx: step(tx, new))
+        except intake_store.AlreadyRecorded:
             result = await self._db.transaction(
                 lambda tx: _duplicate(tx, delivery.source, delivery.key), write=False
             )
@@ -104,41 +91,27 @@ class Intake:
             return lambda tx, d: self._decide(tx, d, intent)
         if isinstance(intent, triggers.AddPrompt):
             return lambda tx, d: _add_prompt(tx, d, intent)
-        return lambda tx, d: _ignore(intent.reason)
+        ignored = IntakeResult("ignored", reason=intent.reason)
+        return lambda tx, d: _recorded(tx, d, ignored)
 
     async def _open(self, tx: Tx, d: deliveries.NewDelivery, intent: triggers.OpenRun) -> IntakeResult:
         now = d.received_at
         since = now - RUNAWAY_WINDOW
-        # Bounded: a second pass only happens if the active run we collided with ended
-        # between our insert and our look-up.
-        for _ in range(3):
-            run = _new_run(intent, now)
-            opened = runs.NewEvent(
-                "opened",
-                now,
-                intent.actor.describe(),
-                {"trigger": intent.trigger, "event": d.event},
-                d.id,
-            )
-            if await runs.insert_unless_active(
-                tx, run, opened, since=since, max_recent=self._max_runs_per_day
-            ):
-                return IntakeResult("opened", run.id)
-            active = await runs.active_id(tx, intent.issue.id)
-            if active is not None:
-                return IntakeResult("attached", active)
-            if await runs.count_recent(tx, intent.issue.id, since) >= self._max_runs_per_day:
-                return IntakeResult(
-                    "ignored",
-                    reason=f"runaway guard: {self._max_runs_per_day} runs for this "
-                    "issue in the last 24 hours",
-                )
-        return IntakeResult("ignored", reason="the issue's active run changed during intake")
+        opened = runs.NewEvent(
+            "opened", now, intent.actor.describe(), {"trigger": intent.trigger, "event": d.event}, d.id
+        )
+        opening = await intake_store.open_or_attach(
+            tx, _new_run(intent, now), opened, d, since=since, max_recent=self._max_runs_per_day
+        )
+        if opening is not None:
+            return IntakeResult("opened" if opening.opened else "attached", opening.run_id)
+        guard = f"runaway guard: {self._max_runs_per_day} runs for this issue in the last 24 hours"
+        return await _recorded(tx, d, IntakeResult("ignored", reason=guard))
 
     async def _decide(self, tx: Tx, d: deliveries.NewDelivery, intent: triggers.Decide) -> IntakeResult:
         run = await runs.active_for_issue(tx, intent.issue_id)
         if run is None:
-            return IntakeResult("ignored", reason="no active run to decide")
+            return await _recorded(tx, d, IntakeResult("ignored", reason="no active run to decide"))
         actor = intent.actor.describe()
         approver = approvals.by_linear_email(self._approvers, intent.actor.email)
         if approver is None or not approvals.covers(approver, run["required_roles"] or []):
@@ -154,14 +127,14 @@ class Intake:
                     d.id,
                 ),
             )
-            return IntakeResult("decided", run["id"], reason=reason, changed=False)
+            return await _recorded(tx, d, IntakeResult("decided", run["id"], reason=reason, changed=False))
         expected, new = _decision_edge(intent.decision, run["status"])
         event = runs.NewEvent(
             intent.decision.value, d.received_at, actor, {"note": intent.note, "via": "linear"}, d.id
         )
         changed = await runs.transition(tx, run["id"], expected=expected, new=new, event=event)
         not_applied = None if changed else f"run is {run['status']}, not {expected}"
-        return IntakeResult("decided", run["id"], reason=not_applied, changed=changed)
+        return await _recorded(tx, d, IntakeResult("decided", run["id"], reason=not_applied, changed=changed))
 
 
 def _decision_edge(decision: Decision, current: str) -> tuple[str, str]:
@@ -192,14 +165,14 @@ async def _stop(tx: Tx, d: deliveries.NewDelivery, intent: triggers.StopRun) -> 
     event = runs.NewEvent("stopped", d.received_at, intent.actor.describe(), {"reason": intent.reason}, d.id)
     run_id = await runs.stop_active(tx, intent.issue_id, event, label_ids=intent.removed_label_ids)
     if run_id is None:
-        return IntakeResult("ignored", reason="no active run to stop")
-    return IntakeResult("cancelled", run_id)
+        return await _recorded(tx, d, IntakeResult("ignored", reason="no active run to stop"))
+    return await _recorded(tx, d, IntakeResult("cancelled", run_id))
 
 
 async def _add_prompt(tx: Tx, d: deliveries.NewDelivery, intent: triggers.AddPrompt) -> IntakeResult:
     run_id = await runs.active_id(tx, intent.issue_id)
     if run_id is None:
-        return IntakeResult("ignored", reason="no active run for this prompt")
+        return await _recorded(tx, d, IntakeResult("ignored", reason="no active run for this prompt"))
     await runs.append_event(
         tx,
         run_id,
@@ -211,11 +184,15 @@ async def _add_prompt(tx: Tx, d: deliveries.NewDelivery, intent: triggers.AddPro
             d.id,
         ),
     )
-    return IntakeResult("updated", run_id)
+    return await _recorded(tx, d, IntakeResult("updated", run_id))
 
 
-async def _ignore(reason: str) -> IntakeResult:
-    return IntakeResult("ignored", reason=reason)
+async def _recorded(tx: Tx, d: deliveries.NewDelivery, result: IntakeResult) -> IntakeResult:
+    """Record the delivery with the verdict of its effect; a second copy rolls both back."""
+    verdict = "refused" if result.changed is False and result.reason else result.outcome
+    if not await deliveries.record(tx, d, verdict=verdict, run_id=result.run_id, reason=result.reason):
+        raise intake_store.AlreadyRecorded
+    return result
 
 
 async def _duplicate(tx: Tx, source: str, key: str) -> IntakeResult:

@@ -13,7 +13,7 @@ from starlette.testclient import TestClient
 
 from foundry import settings as settings_module
 from foundry import wiring
-from foundry.db import deliveries
+from foundry.db import intake as intake_store
 from foundry.errors import DatabaseUnavailable
 from foundry.web.app import create_app
 from tests.conftest import LINEAR_SECRET
@@ -38,19 +38,21 @@ def test_a_redelivery_after_a_restart_is_a_duplicate(
 def test_a_delivery_whose_processing_failed_is_not_marked_seen(
     client: TestClient, sql: Callable[[str], Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real_record = deliveries.record
+    real_open_or_attach = intake_store.open_or_attach
     failures = iter([True])
 
-    async def record_failing_once(*args: Any, **kwargs: Any) -> bool:
+    async def fail_once_after_writing(*args: Any, **kwargs: Any) -> Any:
+        opening = await real_open_or_attach(*args, **kwargs)  # run and delivery written...
         if next(failures, False):
-            raise DatabaseUnavailable("connection lost while recording")
-        return await real_record(*args, **kwargs)
+            raise DatabaseUnavailable("connection lost before commit")  # ...then lost
+        return opening
 
-    monkeypatch.setattr(deliveries, "record", record_failing_once)
+    monkeypatch.setattr(intake_store, "open_or_attach", fail_once_after_writing)
     failed = post_linear(client, "linear_issue_create_labeled", delivery="d-fail")
     assert failed.status_code == 503
     assert failed.headers["Retry-After"] == "5"
     assert sql("SELECT count(*) FROM foundry_runs") == 0  # the run insert was rolled back too
+    assert sql("SELECT count(*) FROM webhook_deliveries") == 0
     retried = post_linear(client, "linear_issue_create_labeled", delivery="d-fail")
     assert retried.status_code == 202
     assert retried.json()["outcome"] == "opened"
