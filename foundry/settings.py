@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from foundry.domain import approvals as approval_rules
+from foundry.domain import policy as policy_gate
 from foundry.domain import triggers
 from foundry.errors import ConfigError
 
@@ -95,8 +96,20 @@ class RunsConfig(_Section):
     max_per_issue_per_day: int = Field(10, gt=0)
 
 
+class WorkerConfig(_Section):
+    # A lease outlives the slowest step it covers (a model call, `planner.timeout_s`) and is
+    # heartbeated at a third of its length, so only a dead or paused worker loses one.
+    lease_s: float = Field(60, gt=0)
+    # How long an idle loop waits before looking for work again: new work is picked up
+    # within this, at the cost of one cheap claim query per loop per interval.
+    poll_s: float = Field(0.2, gt=0)
+    outbox_max_attempts: int = Field(10, gt=0)
+
+
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="FOUNDRY_", extra="forbid", frozen=True)
+    model_config = SettingsConfigDict(
+        env_prefix="FOUNDRY_", env_nested_delimiter="__", extra="forbid", frozen=True
+    )
 
     database_url: str = "sqlite:///./foundry.db"
     database_pool_size: int = Field(20, gt=0, le=500)
@@ -107,6 +120,11 @@ class Settings(BaseSettings):
     linear_api_key: SecretStr | None = None
     github_token: SecretStr | None = None
     slack_bot_token: SecretStr | None = None
+    anthropic_api_key: SecretStr | None = None
+    openai_api_key: SecretStr | None = None
+    linear_api_url: str = "https://api.linear.app/graphql"
+    slack_api_url: str = "https://slack.com/api"
+    public_url: str = "http://127.0.0.1:8000"
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
@@ -119,6 +137,7 @@ class Settings(BaseSettings):
     slack: SlackConfig = SlackConfig()
     webhooks: WebhooksConfig = WebhooksConfig()
     runs: RunsConfig = RunsConfig()
+    worker: WorkerConfig = WorkerConfig()
 
     @field_validator("database_url")
     @classmethod
@@ -141,6 +160,15 @@ class Settings(BaseSettings):
 
     def approvers(self) -> tuple[approval_rules.Approver, ...]:
         return tuple(a.approver() for a in self.approvals.approvers)
+
+    def policy_rules(self) -> policy_gate.Policy:
+        sensitive = {
+            name: policy_gate.SensitiveArea(tuple(area.globs), area.role)
+            for name, area in self.policy.sensitive_globs.items()
+        }
+        return policy_gate.Policy(
+            tuple(self.policy.forbidden_globs), sensitive, self.policy.max_files_changed
+        )
 
 
 def config_path(environ: Mapping[str, str]) -> Path | None:
@@ -193,4 +221,5 @@ _SECTIONS = {
     "slack",
     "webhooks",
     "runs",
+    "worker",
 }

@@ -12,7 +12,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from foundry.db import schema
+from foundry.db import leases, schema
 from foundry.db import tx as txm
 from foundry.db.tx import Row, Tx
 
@@ -92,12 +92,6 @@ _BUMP_SEQ = (
     .values(event_seq=R.c.event_seq + 1, updated_at=_b("b_now"))
     .returning(R.c.event_seq)
 )
-_CAS = (
-    sa.update(R)
-    .where(R.c.id == _b("b_run"), R.c.status == _b("b_expected"))
-    .values(status=_b("b_new"), event_seq=R.c.event_seq + 1, updated_at=_b("b_now"))
-    .returning(R.c.event_seq)
-)
 
 
 async def insert_unless_active(
@@ -141,15 +135,38 @@ async def append_event(tx: Tx, run_id: str, event: NewEvent) -> int:
     return int(seq)
 
 
-async def transition(tx: Tx, run_id: str, *, expected: str, new: str, event: NewEvent) -> bool:
-    """Compare-and-set the status; only a transition that happened reaches the timeline."""
-    params = {"b_run": run_id, "b_expected": expected, "b_new": new, "b_now": event.at}
-    seq = await txm.scalar(tx, _CAS, params)
+async def transition(
+    tx: Tx,
+    run_id: str,
+    *,
+    expected: str,
+    new: str,
+    event: NewEvent,
+    lease: leases.Lease | None = None,
+    values: Mapping[str, Any] | None = None,
+) -> bool:
+    """Compare-and-set the status (and, for a lease holder, the lease); only a transition that
+    happened reaches the timeline. `values` are further columns set in the same UPDATE."""
+    where: list[Any] = [R.c.id == run_id, R.c.status == expected]
+    if lease is not None:
+        where += lease.fence(R, event.at)
+    stmt = (
+        sa.update(R)
+        .where(*where)
+        .values(status=new, event_seq=R.c.event_seq + 1, updated_at=event.at, **dict(values or {}))
+        .returning(R.c.event_seq)
+    )
+    seq = await txm.scalar(tx, stmt)
     if seq is None:
         return False
     data = {"from": expected, "to": new, **event.data}
     await _insert_event(tx, run_id, int(seq), dataclasses.replace(event, data=data))
     return True
+
+
+async def lock(tx: Tx, run_id: str) -> Row | None:
+    """Read the run and hold its row lock until commit (SQLite: the write lock already does)."""
+    return await txm.first(tx, sa.select(R).where(R.c.id == run_id).with_for_update())
 
 
 async def stop_active(
@@ -226,3 +243,7 @@ async def timeline(tx: Tx, run_id: str) -> Sequence[Row]:
 async def count_active(tx: Tx) -> int:
     stmt = sa.select(sa.func.count()).select_from(R).where(schema.ACTIVE_RUN)
     return int(await txm.scalar(tx, stmt))
+
+
+async def events_of_kind(tx: Tx, run_id: str, kind: str) -> Sequence[Row]:
+    return await tx.rows(sa.select(E).where(E.c.run_id == run_id, E.c.kind == kind).order_by(E.c.seq))

@@ -106,3 +106,42 @@ run_events = sa.Table(
     sa.Column("created_at", UtcDateTime, nullable=False),
     sa.UniqueConstraint("run_id", "seq", name="uniq_run_event_seq"),
 )
+
+idempotency_keys = sa.Table(
+    "idempotency_keys",
+    metadata,
+    sa.Column("scope", sa.String(128), primary_key=True),
+    sa.Column("key", sa.String(255), primary_key=True),
+    sa.Column("fingerprint", sa.String(64), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),  # in_flight | done
+    sa.Column("response_status", sa.Integer),
+    sa.Column("response_body", sa.JSON),
+    # While in flight: past this instant the holder is presumed dead and the key may be taken.
+    sa.Column("locked_until", UtcDateTime, nullable=False),
+    sa.Column("expires_at", UtcDateTime, nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Index("ix_idempotency_expires", "expires_at"),
+)
+
+outbox = sa.Table(
+    "outbox",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("effect_key", sa.String(255), nullable=False),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("run_id", sa.String(36), sa.ForeignKey("foundry_runs.id")),
+    sa.Column("payload", sa.JSON, nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),  # pending | sent | failed
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("next_attempt_at", UtcDateTime, nullable=False),
+    sa.Column("last_error", sa.Text),
+    sa.Column("result", sa.JSON),
+    sa.Column("lease_owner", sa.String(128)),
+    sa.Column("lease_expires_at", UtcDateTime),
+    sa.Column("lease_epoch", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("sent_at", UtcDateTime),
+    sa.UniqueConstraint("effect_key", name="uniq_outbox_effect_key"),
+    sa.Index("ix_outbox_due", "state", "next_attempt_at"),
+    sa.Index("ix_outbox_run", "run_id"),
+)

@@ -25,3 +25,14 @@ def by_linear_email(approvers: Iterable[Approver], email: str | None) -> Approve
 def covers(approver: Approver, required_roles: Iterable[str]) -> bool:
     """An issue touching no sensitive area needs any approver; otherwise every role it needs."""
     return set(required_roles) <= approver.roles
+
+
+def by_slack_user(approvers: Iterable[Approver], slack_user_id: str | None) -> Approver | None:
+    if not slack_user_id:
+        return None
+    return next((a for a in approvers if a.slack_user_id == slack_user_id), None)
+
+
+def missing_roles(required: Iterable[str], granted: Iterable[str]) -> tuple[str, ...]:
+    """Roles still needed once every approval so far is counted together."""
+    return tuple(sorted(set(required) - set(granted)))

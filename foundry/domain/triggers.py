@@ -63,8 +63,6 @@ class Ignore:
     reason: str
 
 
-Intent = OpenRun | StopRun | Decide | AddPrompt | Ignore
-
 _COMMAND = re.compile(r"^\s*/foundry\s+(\w+)\s*(.*)$", re.MULTILINE | re.IGNORECASE)
 
 
@@ -142,3 +140,16 @@ def _on_agent_session(event: events.AgentSessionEvent) -> Intent:
             return Ignore("agent session prompt is empty")
         return AddPrompt(event.issue.id, event.prompt, event.actor, event.session_id)
     return Ignore(f"agent session {event.action} is not acted on")
+
+
+@dataclass(frozen=True)
+class SlackDecide:
+    """A Slack button click on a run's approval message."""
+
+    run_id: str
+    decision: Decision
+    slack_user_id: str
+    slack_user_name: str | None = None
+
+
+Intent = OpenRun | StopRun | Decide | SlackDecide | AddPrompt | Ignore

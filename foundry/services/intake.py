@@ -21,7 +21,7 @@ from foundry.db.database import Database
 from foundry.db.tx import Tx
 from foundry.domain import approvals, triggers
 from foundry.domain.statuses import RunStatus
-from foundry.domain.triggers import Decision
+from foundry.services import decisions
 
 log = logs.get("foundry.intake")
 
@@ -87,7 +87,7 @@ class Intake:
             return lambda tx, d: self._open(tx, d, intent)
         if isinstance(intent, triggers.StopRun):
             return lambda tx, d: _stop(tx, d, intent)
-        if isinstance(intent, triggers.Decide):
+        if isinstance(intent, triggers.Decide | triggers.SlackDecide):
             return lambda tx, d: self._decide(tx, d, intent)
         if isinstance(intent, triggers.AddPrompt):
             return lambda tx, d: _add_prompt(tx, d, intent)
@@ -108,40 +108,28 @@ class Intake:
         guard = f"runaway guard: {self._max_runs_per_day} runs for this issue in the last 24 hours"
         return await _recorded(tx, d, IntakeResult("ignored", reason=guard))
 
-    async def _decide(self, tx: Tx, d: deliveries.NewDelivery, intent: triggers.Decide) -> IntakeResult:
-        run = await runs.active_for_issue(tx, intent.issue_id)
-        if run is None:
-            return await _recorded(tx, d, IntakeResult("ignored", reason="no active run to decide"))
-        actor = intent.actor.describe()
-        approver = approvals.by_linear_email(self._approvers, intent.actor.email)
-        if approver is None or not approvals.covers(approver, run["required_roles"] or []):
-            reason = f"{actor} is not an approver for this run"
-            await runs.append_event(
-                tx,
-                run["id"],
-                runs.NewEvent(
-                    "decision_refused",
-                    d.received_at,
-                    actor,
-                    {"decision": intent.decision.value, "reason": reason},
-                    d.id,
-                ),
+    async def _decide(
+        self, tx: Tx, d: deliveries.NewDelivery, intent: triggers.Decide | triggers.SlackDecide
+    ) -> IntakeResult:
+        if isinstance(intent, triggers.SlackDecide):
+            run_id: str | None = intent.run_id
+            actor = intent.slack_user_name or intent.slack_user_id
+            decider = decisions.Decider(
+                actor, "slack", approvals.by_slack_user(self._approvers, intent.slack_user_id)
             )
-            return await _recorded(tx, d, IntakeResult("decided", run["id"], reason=reason, changed=False))
-        expected, new = _decision_edge(intent.decision, run["status"])
-        event = runs.NewEvent(
-            intent.decision.value, d.received_at, actor, {"note": intent.note, "via": "linear"}, d.id
-        )
-        changed = await runs.transition(tx, run["id"], expected=expected, new=new, event=event)
-        not_applied = None if changed else f"run is {run['status']}, not {expected}"
-        return await _recorded(tx, d, IntakeResult("decided", run["id"], reason=not_applied, changed=changed))
-
-
-def _decision_edge(decision: Decision, current: str) -> tuple[str, str]:
-    if decision is Decision.STOP:
-        return current, RunStatus.STOPPED
-    new = RunStatus.APPROVED if decision is Decision.APPROVE else RunStatus.REJECTED
-    return RunStatus.AWAITING_APPROVAL, new
+        else:
+            run_id = await runs.active_id(tx, intent.issue_id)
+            approver = approvals.by_linear_email(self._approvers, intent.actor.email)
+            decider = decisions.Decider(intent.actor.describe(), "linear", approver)
+        decided = None
+        if run_id is not None:
+            decided = await decisions.decide(
+                tx, run_id, intent.decision, decider, at=d.received_at, delivery_id=d.id
+            )
+        if decided is None:
+            return await _recorded(tx, d, IntakeResult("ignored", reason="no active run to decide"))
+        result = IntakeResult("decided", decided.run_id, reason=decided.reason, changed=decided.changed)
+        return await _recorded(tx, d, result, refused=decided.refused)
 
 
 def _new_run(intent: triggers.OpenRun, now: datetime) -> runs.NewRun:
@@ -187,9 +175,11 @@ async def _add_prompt(tx: Tx, d: deliveries.NewDelivery, intent: triggers.AddPro
     return await _recorded(tx, d, IntakeResult("updated", run_id))
 
 
-async def _recorded(tx: Tx, d: deliveries.NewDelivery, result: IntakeResult) -> IntakeResult:
+async def _recorded(
+    tx: Tx, d: deliveries.NewDelivery, result: IntakeResult, *, refused: bool = False
+) -> IntakeResult:
     """Record the delivery with the verdict of its effect; a second copy rolls both back."""
-    verdict = "refused" if result.changed is False and result.reason else result.outcome
+    verdict = "refused" if refused else result.outcome
     if not await deliveries.record(tx, d, verdict=verdict, run_id=result.run_id, reason=result.reason):
         raise intake_store.AlreadyRecorded
     return result

@@ -143,7 +143,7 @@ def test_a_second_approval_changes_nothing(client: TestClient, sql: Callable[[st
     post_linear(client, "linear_comment_approve")
     again = post_linear(client, "linear_comment_approve")
     assert again.json()["changed"] is False
-    assert sql(f"SELECT count(*) FROM run_events WHERE run_id = '{run_id}' AND kind = 'approve'") == 1
+    assert sql(f"SELECT count(*) FROM run_events WHERE run_id = '{run_id}' AND kind = 'approved'") == 1
 
 
 def test_a_decision_by_someone_who_is_not_an_approver_is_refused_and_recorded(

@@ -1,0 +1,102 @@
+"""The outbox: external effects written in the transaction that decides them, sent later."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from foundry.db import leases, schema
+from foundry.db import tx as txm
+from foundry.db.tx import Row, Tx
+
+OUTBOX = schema.outbox
+
+
+@dataclass(frozen=True)
+class Effect:
+    effect_key: str
+    kind: str
+    payload: Mapping[str, Any]
+    run_id: str | None = None
+
+
+def _enqueue(insert: Any) -> Any:
+    return insert(OUTBOX).on_conflict_do_nothing(index_elements=[OUTBOX.c.effect_key]).returning(OUTBOX.c.id)
+
+
+_ENQUEUE = {"postgresql": _enqueue(postgresql.insert), "sqlite": _enqueue(sqlite.insert)}
+
+
+async def enqueue(tx: Tx, effect: Effect, *, now: datetime) -> bool:
+    """Write the effect once; the same effect key again is a no-op (False)."""
+    row = {
+        "id": str(uuid.uuid4()),
+        "effect_key": effect.effect_key,
+        "kind": effect.kind,
+        "run_id": effect.run_id,
+        "payload": dict(effect.payload),
+        "state": "pending",
+        "attempts": 0,
+        "next_attempt_at": now,
+        "created_at": now,
+    }
+    return bool(await tx.rows(_ENQUEUE[tx.dialect], row))
+
+
+async def claim_due(tx: Tx, *, owner: str, now: datetime, ttl: timedelta) -> tuple[leases.Lease, Row] | None:
+    """Lease the oldest due effect, counting the attempt now (a crash mid-send still counts)."""
+    ready = [OUTBOX.c.state == "pending", OUTBOX.c.next_attempt_at <= now]
+    claimed = await leases.claim(
+        tx, OUTBOX, ready, owner=owner, now=now, ttl=ttl, order_by=OUTBOX.c.next_attempt_at
+    )
+    if claimed is None:
+        return None
+    lease, row = claimed
+    attempts = await txm.scalar(
+        tx,
+        sa.update(OUTBOX)
+        .where(OUTBOX.c.id == lease.row_id)
+        .values(attempts=OUTBOX.c.attempts + 1)
+        .returning(OUTBOX.c.attempts),
+    )
+    return lease, {**row, "attempts": int(attempts)}
+
+
+async def settle(
+    tx: Tx,
+    lease: leases.Lease,
+    *,
+    now: datetime,
+    state: str,
+    result: Mapping[str, Any] | None = None,
+    error: str | None = None,
+    next_attempt_at: datetime | None = None,
+) -> bool:
+    """Record how the attempt ended and release the lease; fenced, so a stale sender is ignored."""
+    values: dict[str, Any] = {"state": state, "lease_owner": None, "lease_expires_at": None}
+    if result is not None:
+        values["result"] = dict(result)
+    if state == "sent":
+        values["sent_at"] = now
+    if error is not None:
+        values["last_error"] = error[:2000]
+    if next_attempt_at is not None:
+        values["next_attempt_at"] = next_attempt_at
+    stmt = sa.update(OUTBOX).where(*lease.fence(OUTBOX, now)).values(**values).returning(OUTBOX.c.id)
+    return bool(await tx.rows(stmt))
+
+
+async def find(tx: Tx, effect_key: str) -> Row | None:
+    return await txm.first(tx, sa.select(OUTBOX).where(OUTBOX.c.effect_key == effect_key))
+
+
+async def for_run(tx: Tx, run_id: str) -> Sequence[Row]:
+    return await tx.rows(
+        sa.select(OUTBOX).where(OUTBOX.c.run_id == run_id).order_by(OUTBOX.c.created_at, OUTBOX.c.effect_key)
+    )

@@ -1,0 +1,45 @@
+"""The external effects each step decides, as outbox rows with keys from run, step and attempt."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from foundry.db.outbox import Effect
+from foundry.domain import effects, messages, templates
+from foundry.domain.plans import Plan
+
+LINEAR_COMMENT, SLACK_MESSAGE, SLACK_UPDATE = "linear_comment", "slack_message", "slack_update"
+
+
+def linear_comment(run: Mapping[str, Any], step: str, body: str, attempt: int = 0) -> Effect:
+    key = effects.key(run["id"], step, attempt)
+    payload = {"issue_id": run["linear_issue_id"], "body": body, "comment_id": effects.linear_comment_id(key)}
+    return Effect(key, LINEAR_COMMENT, payload, run["id"])
+
+
+def approval_message_key(run_id: str) -> str:
+    return effects.key(run_id, "slack_approval")
+
+
+def plan_ready(
+    run: Mapping[str, Any], plan: Plan, roles: tuple[str, ...], channel: str | None
+) -> list[Effect]:
+    posted = [linear_comment(run, "plan_comment", templates.plan_comment(plan, roles))]
+    if channel:
+        text, blocks = messages.approval_request(
+            run["id"], run["linear_identifier"], run["title"], plan.summary, roles
+        )
+        payload = {"channel": channel, "text": text, "blocks": blocks}
+        posted.append(Effect(approval_message_key(run["id"]), SLACK_MESSAGE, payload, run["id"]))
+    return posted
+
+
+def decided(run: Mapping[str, Any], outcome: str, actor: str, *, slack: bool) -> list[Effect]:
+    """Tell the issue, and edit the approval message so nobody clicks a settled question."""
+    said = [linear_comment(run, f"decision_{outcome}", f"**Foundry run {outcome}** by {actor}.")]
+    if slack:
+        text, blocks = messages.decision_made(run["linear_identifier"], run["title"], outcome, actor)
+        payload = {"message_key": approval_message_key(run["id"]), "text": text, "blocks": blocks}
+        said.append(Effect(effects.key(run["id"], "slack_decision"), SLACK_UPDATE, payload, run["id"]))
+    return said
