@@ -5,15 +5,19 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 from typing import Any
 
 from foundry import logs, wiring
 from foundry import settings as settings_module
 from foundry.db import migrate
+from foundry.domain.triggers import Decision
 from foundry.errors import FoundryError, NotFound
 from foundry.settings import Settings
+from foundry.worker import runner
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -47,6 +51,9 @@ def _parser() -> argparse.ArgumentParser:
     web.set_defaults(handler=_web)
 
     commands.add_parser("migrate", help="upgrade the database to head").set_defaults(handler=_migrate)
+    commands.add_parser("worker", help="run the background loops (planning, outbox)").set_defaults(
+        handler=_worker
+    )
 
     runs = commands.add_parser("runs", help="inspect runs").add_subparsers(dest="runs_command", required=True)
     listing = runs.add_parser("list", help="recent runs")
@@ -60,6 +67,12 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument("run_id")
     show.add_argument("--json", action="store_true")
     show.set_defaults(handler=_runs_show)
+    for action in ("approve", "reject", "stop", "retry"):
+        acting = runs.add_parser(action, help=f"{action} a run as the operator")
+        acting.add_argument("run_id")
+        acting.add_argument("--actor", default=os.environ.get("USER") or "operator")
+        acting.add_argument("--json", action="store_true")
+        acting.set_defaults(handler=_runs_act, action=action)
     return parser
 
 
@@ -76,9 +89,41 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     migrate.upgrade(settings.database_url)
     _print_banner(settings, args.host, args.port)
     container = wiring.build(settings)
-    uvicorn.run(
-        web_app.create_app(container), host=args.host, port=args.port, access_log=False, log_level="warning"
+    stop = threading.Event()
+    loops = wiring.worker_loops(settings, container.db, wiring.worker_id())
+    worker = threading.Thread(
+        target=runner.run,
+        args=(loops,),
+        kwargs={"stop": stop, "poll_s": settings.worker.poll_s},
+        name="foundry-worker",
+        daemon=True,
     )
+    worker.start()
+    try:
+        uvicorn.run(
+            web_app.create_app(container),
+            host=args.host,
+            port=args.port,
+            access_log=False,
+            log_level="warning",
+        )
+    finally:
+        stop.set()
+        worker.join(timeout=settings.worker.lease_s)
+    return 0
+
+
+def _worker(settings: Settings, args: argparse.Namespace) -> int:
+    _require_head(settings)
+    container = wiring.build(settings)
+    stop = threading.Event()
+    # SIGTERM (a deploy, a scale-down) lets the unit of work in hand finish, then exits.
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    owner = wiring.worker_id()
+    print(f"foundry worker {owner} started", flush=True)
+    runner.run(wiring.worker_loops(settings, container.db, owner), stop=stop, poll_s=settings.worker.poll_s)
+    container.db.engine.dispose()
     return 0
 
 
@@ -157,6 +202,20 @@ def _runs_list(settings: Settings, args: argparse.Namespace) -> int:
         for r in page["runs"]
     ]
     print(_table(["RUN", "ISSUE", "STATUS", "TRIGGER", "CREATED", "TITLE"], rows))
+    return 0
+
+
+def _runs_act(settings: Settings, args: argparse.Namespace) -> int:
+    operator = wiring.build(settings).operator
+    if args.action == "retry":
+        result = operator.retry_sync(args.run_id, args.actor)
+        line = f"run {result['retried_from']} retried as {result['run_id']}"
+    else:
+        result = operator.decide_sync(args.run_id, Decision(args.action), args.actor, via="cli")
+        verb = "now" if result["changed"] else "unchanged:"
+        reason = f" ({result['reason']})" if result["reason"] else ""
+        line = f"run {result['run_id']} {verb} {result['status']}{reason}"
+    print(json.dumps(result, indent=2) if args.json else line)
     return 0
 
 

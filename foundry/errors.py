@@ -7,7 +7,9 @@ FoundryError
  │    ├── Unauthorized          401  missing or wrong credentials, signature or timestamp
  │    ├── NotFound              404
  │    ├── Conflict              409
+ │    │    └── InProgress       409 + Retry-After: the same Idempotency-Key is in flight
  │    ├── PayloadTooLarge       413
+ │    ├── Unprocessable         422  an Idempotency-Key reused with another request
  │    └── NotConfigured         503  the feature's secret is not set
  └── StorageError           raised by `foundry.db`, never a raw driver error
       ├── DatabaseUnavailable   503 + Retry-After: the sender should try again
@@ -48,6 +50,16 @@ class Conflict(RequestError):
 
 class PayloadTooLarge(RequestError):
     status_code = 413
+
+
+class Unprocessable(RequestError):
+    status_code = 422
+
+
+class InProgress(Conflict):
+    """The same Idempotency-Key is still being served by another request."""
+
+    retry_after_s = 1
 
 
 class NotConfigured(RequestError):

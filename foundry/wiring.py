@@ -1,12 +1,24 @@
-"""The one place engines, stores and services are built. Nothing here runs at import."""
+"""The one place engines, stores, clients and services are built. Nothing here runs at import."""
 
 from __future__ import annotations
 
+import os
+import socket
+import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
+from foundry.clients.linear import LinearClient
+from foundry.clients.models import AnthropicPlanner, OpenAIPlanner, Planner
+from foundry.clients.slack import SlackClient
 from foundry.db.database import Database
-from foundry.services import intake, runs
+from foundry.services import idempotency, intake, operator, planning, runs, sender
 from foundry.settings import Settings
+from foundry.worker import runner
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)
@@ -15,6 +27,8 @@ class Container:
     db: Database
     intake: intake.Intake
     runs: runs.Runs
+    operator: operator.Operator
+    idempotency: idempotency.Idempotency
 
 
 def build(settings: Settings) -> Container:
@@ -28,4 +42,66 @@ def build(settings: Settings) -> Container:
             max_runs_per_day=settings.runs.max_per_issue_per_day,
         ),
         runs=runs.Runs(db),
+        operator=operator.Operator(db, clock=utcnow),
+        idempotency=idempotency.Idempotency(db, clock=utcnow),
     )
+
+
+def worker_id() -> str:
+    """Names a lease holder: which machine, which process, which start."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+def worker_loops(settings: Settings, db: Database, owner: str) -> list[runner.Loop]:
+    lease = timedelta(seconds=settings.worker.lease_s)
+    planner = planning.Planning(
+        db,
+        rules=settings.policy_rules(),
+        model=model_planner(settings),
+        slack_channel=settings.slack.channel,
+        owner=owner,
+        lease=lease,
+        clock=utcnow,
+    )
+    outbox = sender.Sender(
+        db,
+        linear=linear_client(settings),
+        slack=slack_client(settings),
+        owner=owner,
+        lease=lease,
+        max_attempts=settings.worker.outbox_max_attempts,
+        clock=utcnow,
+    )
+    return [planner.plan_once, outbox.send_once]
+
+
+def linear_client(settings: Settings) -> LinearClient | None:
+    if settings.linear_api_key is None:
+        return None
+    return LinearClient(settings.linear_api_key.get_secret_value(), base_url=settings.linear_api_url)
+
+
+def slack_client(settings: Settings) -> SlackClient | None:
+    if settings.slack_bot_token is None:
+        return None
+    return SlackClient(settings.slack_bot_token.get_secret_value(), base_url=settings.slack_api_url)
+
+
+def model_planner(settings: Settings) -> Planner | None:
+    """The configured model planner; None means the offline template planner."""
+    config = settings.planner
+    if config.backend == "anthropic" and settings.anthropic_api_key is not None:
+        return AnthropicPlanner(
+            settings.anthropic_api_key.get_secret_value(),
+            model=config.model or "claude-sonnet-4-5",
+            base_url=config.base_url or "https://api.anthropic.com",
+            timeout_s=config.timeout_s,
+        )
+    if config.backend == "openai" and settings.openai_api_key is not None:
+        return OpenAIPlanner(
+            settings.openai_api_key.get_secret_value(),
+            model=config.model or "gpt-4.1",
+            base_url=config.base_url or "https://api.openai.com/v1",
+            timeout_s=config.timeout_s,
+        )
+    return None

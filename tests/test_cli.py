@@ -81,23 +81,34 @@ def test_migrate_twice_at_once_on_sqlite(tmp_path: Path) -> None:
     assert [p.wait(timeout=60) for p in both] == [0, 0]
 
 
-def test_serve_runs_on_sqlite_in_the_working_directory_with_only_a_webhook_secret(tmp_path: Path) -> None:
+def test_serve_takes_an_issue_from_intake_to_approved_on_sqlite(tmp_path: Path) -> None:
+    """The newcomer's path: `foundry serve` in an empty directory, signed fixture deliveries in."""
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "foundry.toml").write_text(
+        '[[approvals.approvers]]\nname = "Lee"\nlinear_email = "lead@example.com"\n'
+    )
     port = servers.free_port()
     log = tmp_path / "serve.log"
+    env = servers.foundry_env(FOUNDRY_LINEAR_WEBHOOK_SECRET=LINEAR_SECRET, FOUNDRY_API_TOKEN="t")
     with log.open("wb") as sink:
         process = subprocess.Popen(
             servers.foundry_command("serve", "--port", str(port)),
             cwd=tmp_path,
             stdout=sink,
             stderr=subprocess.STDOUT,
-            env=servers.foundry_env(FOUNDRY_LINEAR_WEBHOOK_SECRET=LINEAR_SECRET),
+            env=env,
         )
     base = f"http://127.0.0.1:{port}"
     try:
         servers.wait_until(lambda: _answers(base), deadline_s=30, what="foundry serve")
-        raw, headers = linear_request(linear_body("linear_issue_create_labeled"), secret=LINEAR_SECRET)
-        response = httpx.post(f"{base}/webhooks/linear", content=raw, headers=headers)
-        assert response.status_code == 202
+        assert _post(base, "linear_issue_create_labeled").status_code == 202
+        servers.wait_until(
+            lambda: _status(base) == "awaiting_approval", deadline_s=30, what="the worker to plan the run"
+        )
+        decided = _post(base, "linear_comment_approve")
+        assert decided.status_code == 202
+        assert decided.json()["changed"] is True
+        assert _status(base) == "approved"
     finally:
         process.terminate()
         process.wait(timeout=15)
@@ -107,7 +118,17 @@ def test_serve_runs_on_sqlite_in_the_working_directory_with_only_a_webhook_secre
     assert "/webhooks/github  off" in banner
     assert (tmp_path / "foundry.db").exists()
     listing = foundry("runs", "list", cwd=tmp_path)
-    assert "ENG-42" in listing.stdout and "intake" in listing.stdout
+    assert "ENG-42" in listing.stdout and "approved" in listing.stdout
+
+
+def _post(base: str, fixture: str) -> httpx.Response:
+    raw, headers = linear_request(linear_body(fixture), secret=LINEAR_SECRET)
+    return httpx.post(f"{base}/webhooks/linear", content=raw, headers=headers)
+
+
+def _status(base: str) -> str:
+    runs = httpx.get(f"{base}/api/runs", headers={"Authorization": "Bearer t"}).json()["runs"]
+    return str(runs[0]["status"]) if runs else ""
 
 
 def _answers(base: str) -> bool:

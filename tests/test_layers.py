@@ -22,7 +22,7 @@ ALLOWED = {
     "domain": {"domain"},
     "inbound": {"domain", "errors"},
     "db": {"db", "domain", "errors"},
-    "services": {"services", "db", "domain", "errors", "logs"},
+    "services": {"services", "db", "clients", "domain", "errors", "logs"},
     "web": {"web", "services", "inbound", "domain", "errors", "logs", "wiring", "settings"},
 }
 

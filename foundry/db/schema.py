@@ -114,6 +114,8 @@ idempotency_keys = sa.Table(
     sa.Column("key", sa.String(255), primary_key=True),
     sa.Column("fingerprint", sa.String(64), nullable=False),
     sa.Column("state", sa.String(16), nullable=False),  # in_flight | done
+    # Who holds the key while in flight: only the holder may complete or release it.
+    sa.Column("holder", sa.String(36), nullable=False),
     sa.Column("response_status", sa.Integer),
     sa.Column("response_body", sa.JSON),
     # While in flight: past this instant the holder is presumed dead and the key may be taken.

@@ -20,3 +20,11 @@ def linear_valid(secret: str, body: bytes, signature: str | None) -> bool:
 def timestamp_fresh(sent_at_s: float, now_s: float, tolerance_s: float) -> bool:
     """A signed timestamp within the window, in either direction (clock skew, replays)."""
     return abs(now_s - sent_at_s) <= tolerance_s
+
+
+def slack_valid(secret: str, body: bytes, timestamp: str | None, signature: str | None) -> bool:
+    """`X-Slack-Signature`: `v0=` + hex HMAC-SHA256 of `v0:{timestamp}:{raw body}`."""
+    if not timestamp or not signature or not signature.startswith("v0="):
+        return False
+    expected = hex_hmac(secret, b"v0:" + timestamp.encode() + b":" + body)
+    return hmac.compare_digest(expected, signature[3:].strip().lower())

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import hmac
+import json
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from foundry.errors import NotConfigured, Unauthorized
+from foundry.domain.triggers import Decision
+from foundry.errors import BadRequest, NotConfigured, Unauthorized
+from foundry.services import idempotency
+from foundry.services.idempotency import Action, Reply
 from foundry.web import context
+from foundry.web.body import read_capped
 
 
 def require_operator(request: Request) -> None:
@@ -31,3 +36,70 @@ async def show_run(request: Request) -> Response:
     require_operator(request)
     run_id = request.path_params["run_id"]
     return JSONResponse(await context.container(request).runs.show(run_id))
+
+
+# Operator actions: small JSON bodies (an optional "actor"); anything larger is a mistake.
+ACTION_BODY_LIMIT = 64 * 1024
+
+
+async def approve(request: Request) -> Response:
+    return await _decision(request, Decision.APPROVE)
+
+
+async def reject(request: Request) -> Response:
+    return await _decision(request, Decision.REJECT)
+
+
+async def stop(request: Request) -> Response:
+    return await _decision(request, Decision.STOP)
+
+
+async def retry(request: Request) -> Response:
+    require_operator(request)
+    run_id, raw, actor = await _action_input(request)
+    foundry = context.container(request)
+
+    async def act() -> Reply:
+        return Reply(201, await foundry.operator.retry(run_id, actor))
+
+    return await _idempotent(request, "retry", raw, act)
+
+
+async def _decision(request: Request, decision: Decision) -> Response:
+    require_operator(request)
+    run_id, raw, actor = await _action_input(request)
+    foundry = context.container(request)
+
+    async def act() -> Reply:
+        return Reply(200, await foundry.operator.decide(run_id, decision, actor))
+
+    return await _idempotent(request, decision.value, raw, act)
+
+
+async def _action_input(request: Request) -> tuple[str, bytes, str]:
+    raw = await read_capped(request, ACTION_BODY_LIMIT)
+    actor = "operator"
+    if raw.strip():
+        try:
+            body = json.loads(raw)
+        except ValueError as exc:
+            raise BadRequest("The body is not valid JSON.") from exc
+        if not isinstance(body, dict) or not isinstance(body.get("actor", actor), str):
+            raise BadRequest('The body must be a JSON object like {"actor": "name"}.')
+        actor = body.get("actor") or actor
+    return request.path_params["run_id"], raw, actor
+
+
+async def _idempotent(request: Request, action: str, raw: bytes, act: Action) -> Response:
+    """Run `act` once per Idempotency-Key (when given) and answer what it answered."""
+    key = request.headers.get("idempotency-key")
+    if key is None:
+        reply = await act()
+    else:
+        if not 0 < len(key) <= 255:
+            raise BadRequest("The Idempotency-Key must be 1 to 255 characters.")
+        scope = f"POST /api/runs/{{id}}/{action}"
+        print_ = idempotency.fingerprint("POST", request.url.path, raw)
+        reply = await context.container(request).idempotency.execute(scope, key, print_, act)
+    headers = {"Idempotent-Replayed": "true"} if reply.replayed else None
+    return JSONResponse(reply.body, status_code=reply.status, headers=headers)

@@ -11,7 +11,7 @@ from starlette.routing import Route
 
 from foundry import logs, wiring
 from foundry import settings as settings_module
-from foundry.web import api, errors, health, linear
+from foundry.web import api, errors, health, linear, slack
 
 
 def create_app(container: wiring.Container, *, clock: Callable[[], datetime] | None = None) -> Starlette:
@@ -30,6 +30,11 @@ def create_app(container: wiring.Container, *, clock: Callable[[], datetime] | N
             Route("/readyz", health.readyz, methods=["GET"]),
             Route("/api/runs", api.list_runs, methods=["GET"]),
             Route("/api/runs/{run_id}", api.show_run, methods=["GET"]),
+            Route("/api/runs/{run_id}/approve", api.approve, methods=["POST"]),
+            Route("/api/runs/{run_id}/reject", api.reject, methods=["POST"]),
+            Route("/api/runs/{run_id}/stop", api.stop, methods=["POST"]),
+            Route("/api/runs/{run_id}/retry", api.retry, methods=["POST"]),
+            Route("/webhooks/slack", slack.receive, methods=["POST"]),
         ],
         exception_handlers=errors.HANDLERS,
         lifespan=lifespan,

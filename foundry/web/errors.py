@@ -25,7 +25,12 @@ def error_response(status: int, message: str, headers: Mapping[str, str] | None 
 
 async def on_request_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestError)
-    headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 and _is_api(request) else None
+    headers: dict[str, str] = {}
+    if exc.status_code == 401 and _is_api(request):
+        headers["WWW-Authenticate"] = "Bearer"
+    retry_after = getattr(exc, "retry_after_s", None)
+    if retry_after is not None:
+        headers["Retry-After"] = str(retry_after)
     return error_response(exc.status_code, str(exc), headers)
 
 

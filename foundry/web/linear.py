@@ -8,8 +8,8 @@ from starlette.responses import JSONResponse, Response
 from foundry.domain import triggers
 from foundry.errors import BadRequest, NotConfigured, Unauthorized
 from foundry.inbound import linear, signatures
-from foundry.services.intake import Delivery, IntakeResult
-from foundry.web import context
+from foundry.services.intake import Delivery
+from foundry.web import answers, context
 from foundry.web.body import read_capped
 
 
@@ -32,18 +32,5 @@ async def receive(request: Request) -> Response:
         raise BadRequest("The Linear-Delivery header is missing.")
     intent = triggers.decide(linear.to_event(envelope), settings.triggers.rules())
     delivery = Delivery("linear", delivery_key, f"{envelope.type}.{envelope.action}", now)
-    return answer(await foundry.intake.handle(delivery, intent))
-
-
-def answer(result: IntakeResult) -> Response:
-    """202 for an effect, 200 for a duplicate or an ignored delivery."""
-    if result.outcome == "ignored":
-        return JSONResponse({"ignored": result.reason, "run_id": result.run_id})
-    body: dict[str, object] = {"outcome": result.outcome, "run_id": result.run_id}
-    if result.outcome == "duplicate":
-        return JSONResponse(body)
-    if result.changed is not None:
-        body["changed"] = result.changed
-    if result.reason:
-        body["reason"] = result.reason
-    return JSONResponse(body, status_code=202)
+    status, answer = answers.outcome(await foundry.intake.handle(delivery, intent))
+    return JSONResponse(answer, status_code=status)

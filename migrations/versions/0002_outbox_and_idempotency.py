@@ -25,6 +25,7 @@ def upgrade() -> None:
         sa.Column("key", sa.String(255), primary_key=True),
         sa.Column("fingerprint", sa.String(64), nullable=False),
         sa.Column("state", sa.String(16), nullable=False),
+        sa.Column("holder", sa.String(36), nullable=False),
         sa.Column("response_status", sa.Integer),
         sa.Column("response_body", sa.JSON),
         sa.Column("locked_until", UtcDateTime, nullable=False),

@@ -1,0 +1,76 @@
+"""Slack interactivity payloads: a `block_actions` click on one of Foundry's decision buttons."""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qs
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from foundry.domain import messages, triggers
+from foundry.domain.triggers import Decision
+from foundry.errors import BadRequest
+
+_DECISIONS = {
+    messages.APPROVE: Decision.APPROVE,
+    messages.REJECT: Decision.REJECT,
+    messages.STOP: Decision.STOP,
+}
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class _User(_Model):
+    id: str
+    username: str | None = None
+    name: str | None = None
+
+
+class _Action(_Model):
+    action_id: str
+    value: str | None = None
+    action_ts: str | None = None
+
+
+class Interaction(_Model):
+    type: str
+    user: _User | None = None
+    actions: list[_Action] = []
+
+
+def parse(body: bytes) -> Interaction:
+    """The form-encoded `payload=<json>` Slack posts, or `BadRequest` naming what is wrong."""
+    try:
+        form = parse_qs(body.decode("utf-8"), strict_parsing=True)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise BadRequest("The body is not a form-encoded Slack payload.") from exc
+    payload = form.get("payload")
+    if not payload:
+        raise BadRequest("The Slack body has no payload field.")
+    try:
+        return Interaction.model_validate_json(payload[0])
+    except ValidationError as exc:
+        raise BadRequest("The Slack payload is not valid interaction JSON.") from exc
+
+
+def delivery_key(interaction: Interaction) -> str:
+    """The action's `action_ts` + user + run: a click Slack retries keeps all three."""
+    action = interaction.actions[0] if interaction.actions else None
+    user = interaction.user.id if interaction.user else ""
+    if action is None:
+        return f"{interaction.type}:{user}"
+    return f"{action.action_ts}:{user}:{action.value}"
+
+
+def to_intent(interaction: Interaction) -> triggers.Intent:
+    if interaction.type != "block_actions":
+        return triggers.Ignore(f"Slack {interaction.type} interactions are not acted on")
+    if interaction.user is None or not interaction.actions:
+        return triggers.Ignore("the interaction names no user or action")
+    action = interaction.actions[0]
+    decision = _DECISIONS.get(action.action_id)
+    if decision is None or not action.value:
+        return triggers.Ignore(f"action {action.action_id} is not a Foundry decision")
+    user = interaction.user
+    return triggers.SlackDecide(action.value, decision, user.id, user.username or user.name)

@@ -1,0 +1,186 @@
+"""Planning a run: readiness, a plan, the policy gate, and the effects that ask for approval.
+
+The worker claims a run in `intake` (or one in `planning` whose worker died) under a lease,
+does the slow part — possibly a model call — while heartbeating, and finishes in one fenced
+transaction: the transition, the plan, and its outbox rows. A worker that lost its lease
+writes nothing, so a crash at any point leaves one plan comment and one Slack message.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from foundry import logs
+from foundry.clients.errors import OutboundError
+from foundry.clients.models import Planner
+from foundry.db import leases, outbox, runs, schema
+from foundry.db.database import Database
+from foundry.db.outbox import Effect
+from foundry.db.tx import Tx
+from foundry.domain import policy, readiness, templates
+from foundry.domain.plans import IssueForPlanning, Plan
+from foundry.domain.statuses import RunStatus
+from foundry.errors import StorageError
+from foundry.services import effects
+
+log = logs.get("foundry.planning")
+Clock = Callable[[], datetime]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: RunStatus
+    kind: str
+    data: dict[str, Any]
+    effects: list[Effect]
+    values: dict[str, Any]
+
+
+class Planning:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        rules: policy.Policy,
+        model: Planner | None,
+        slack_channel: str | None,
+        owner: str,
+        lease: timedelta,
+        clock: Clock,
+    ) -> None:
+        self._db = db
+        self._rules = rules
+        self._model = model
+        self._channel = slack_channel
+        self._owner = owner
+        self._ttl = lease
+        self._clock = clock
+
+    def plan_once(self) -> int:
+        """Plan one run if one is waiting; the number planned (0 or 1)."""
+        claimed = self._db.transaction_sync(self._claim)
+        if claimed is None:
+            return 0
+        lease, run = claimed
+        with Heartbeat(self._db, lease, ttl=self._ttl, clock=self._clock):
+            outcome = self.decide(run)
+        finished = self._db.transaction_sync(lambda tx: self._finish(tx, lease, run, outcome))
+        log.info("run.planned" if finished else "run.lease_lost", run_id=run["id"], status=outcome.status)
+        return 1
+
+    async def _claim(self, tx: Tx) -> tuple[leases.Lease, Mapping[str, Any]] | None:
+        now = self._clock()
+        ready = [schema.runs.c.status.in_([RunStatus.INTAKE, RunStatus.PLANNING])]
+        claimed = await leases.claim(
+            tx,
+            schema.runs,
+            ready,
+            owner=self._owner,
+            now=now,
+            ttl=self._ttl,
+            order_by=schema.runs.c.created_at,
+        )
+        if claimed is None:
+            return None
+        lease, run = claimed
+        if run["status"] == RunStatus.INTAKE:
+            event = runs.NewEvent("planning", now, "foundry", {"worker": self._owner})
+            await runs.transition(
+                tx, run["id"], expected=RunStatus.INTAKE, new=RunStatus.PLANNING, event=event, lease=lease
+            )
+        return lease, run
+
+    def decide(self, run: Mapping[str, Any]) -> Outcome:
+        """Readiness, plan and policy for `run`: slow (a model may be asked), writes nothing."""
+        criteria = readiness.acceptance_criteria(run["description"])
+        if not criteria:
+            drafted = readiness.draft_criteria(run["title"], run["description"])
+            comment = effects.linear_comment(run, "clarification", templates.clarification_comment(drafted))
+            return Outcome(
+                RunStatus.NEEDS_CLARIFICATION,
+                "needs_clarification",
+                {"drafted_criteria": list(drafted)},
+                [comment],
+                {},
+            )
+        issue = IssueForPlanning(run["linear_identifier"], run["title"], run["description"] or "", criteria)
+        plan = self._plan(issue)
+        verdict = policy.gate(plan.paths, self._rules)
+        values = {"plan": plan.as_dict(), "required_roles": list(verdict.required_roles)}
+        if verdict.blocked:
+            comment = effects.linear_comment(run, "blocked", templates.blocked_comment(verdict.forbidden))
+            return Outcome(
+                RunStatus.BLOCKED, "blocked", {"forbidden": list(verdict.forbidden)}, [comment], values
+            )
+        posted = effects.plan_ready(run, plan, verdict.required_roles, self._channel)
+        data = {
+            "backend": plan.backend,
+            "required_roles": list(verdict.required_roles),
+            "notes": list(plan.notes),
+        }
+        return Outcome(RunStatus.AWAITING_APPROVAL, "planned", data, posted, values)
+
+    def _plan(self, issue: IssueForPlanning) -> Plan:
+        if self._model is None:
+            return templates.plan(issue)
+        try:
+            return self._model.plan(issue)
+        except OutboundError as exc:
+            log.warning("planner.fallback", error=str(exc))
+            return templates.plan(
+                issue, notes=(f"The model planner failed ({exc}); this is the template plan.",)
+            )
+
+    async def _finish(self, tx: Tx, lease: leases.Lease, run: Mapping[str, Any], outcome: Outcome) -> bool:
+        now = self._clock()
+        event = runs.NewEvent(outcome.kind, now, "foundry", outcome.data)
+        moved = await runs.transition(
+            tx,
+            run["id"],
+            expected=RunStatus.PLANNING,
+            new=outcome.status,
+            event=event,
+            lease=lease,
+            values=outcome.values,
+        )
+        if not moved:
+            return False  # the lease was lost: whoever holds it now does the work, once
+        for effect in outcome.effects:
+            await outbox.enqueue(tx, effect, now=now)
+        await leases.release(tx, schema.runs, lease, now=now)
+        return True
+
+
+class Heartbeat:
+    """Extends a lease at a third of its length while slow work runs, in a background thread."""
+
+    def __init__(self, db: Database, lease: leases.Lease, *, ttl: timedelta, clock: Clock) -> None:
+        self._db, self._lease, self._ttl, self._clock = db, lease, ttl, clock
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, daemon=True, name="foundry-heartbeat")
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _beat(self) -> None:
+        table = schema.metadata.tables[self._lease.table]
+        while not self._stop.wait(self._ttl.total_seconds() / 3):
+            try:
+                held = self._db.transaction_sync(
+                    lambda tx: leases.heartbeat(tx, table, self._lease, now=self._clock(), ttl=self._ttl)
+                )
+            except StorageError as exc:  # keep beating: the database may come back in time
+                log.warning("lease.heartbeat_failed", row_id=self._lease.row_id, error=str(exc))
+                continue
+            if not held:
+                log.warning("lease.lost", table=self._lease.table, row_id=self._lease.row_id)
+                return

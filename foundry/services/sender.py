@@ -1,0 +1,146 @@
+"""The outbox sender: deliver each pending effect, retry with backoff, never twice after success."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+from foundry import logs
+from foundry.clients.errors import OutboundError
+from foundry.clients.linear import LinearClient
+from foundry.clients.slack import SlackClient
+from foundry.db import leases, outbox
+from foundry.db.database import Database
+from foundry.domain import backoff
+from foundry.services import effects
+
+log = logs.get("foundry.outbox")
+Clock = Callable[[], datetime]
+
+
+class Skip(Exception):
+    """The effect cannot be sent and never will be (its write-back is off): record and move on."""
+
+
+class NotYet(Exception):
+    """The effect depends on another that is not sent yet (an edit of a message still queued)."""
+
+
+class Sender:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        linear: LinearClient | None,
+        slack: SlackClient | None,
+        owner: str,
+        lease: timedelta,
+        max_attempts: int,
+        clock: Clock,
+    ) -> None:
+        self._db = db
+        self._linear = linear
+        self._slack = slack
+        self._owner = owner
+        self._ttl = lease
+        self._max_attempts = max_attempts
+        self._clock = clock
+        self._warned: set[str] = set()
+
+    def send_once(self) -> int:
+        """Deliver one due effect; the number handled (0 or 1)."""
+        claimed = self._db.transaction_sync(
+            lambda tx: outbox.claim_due(tx, owner=self._owner, now=self._clock(), ttl=self._ttl)
+        )
+        if claimed is None:
+            return 0
+        lease, row = claimed
+        self._settle(lease, row, **self._attempt(row))
+        return 1
+
+    def _attempt(self, row: Mapping[str, Any]) -> dict[str, Any]:
+        try:
+            return {"state": "sent", "result": self._deliver(row)}
+        except Skip as skipped:
+            return {"state": "skipped", "error": str(skipped)}
+        except NotYet as waiting:
+            return {"state": "pending", "error": str(waiting), "retry_after_s": 1.0, "counted": False}
+        except OutboundError as exc:
+            final = not exc.retryable or row["attempts"] >= self._max_attempts
+            return {
+                "state": "failed" if final else "pending",
+                "error": str(exc),
+                "retry_after_s": exc.retry_after_s,
+            }
+
+    def _settle(
+        self,
+        lease: leases.Lease,
+        row: Mapping[str, Any],
+        *,
+        state: str,
+        result: Mapping[str, Any] | None = None,
+        error: str | None = None,
+        retry_after_s: float | None = None,
+        counted: bool = True,
+    ) -> None:
+        now = self._clock()
+        next_at = None
+        if state == "pending":
+            next_at = backoff.next_attempt(now, row["attempts"] if counted else 1, retry_after_s)
+        settled = self._db.transaction_sync(
+            lambda tx: outbox.settle(
+                tx, lease, now=now, state=state, result=result, error=error, next_attempt_at=next_at
+            )
+        )
+        log.info(
+            "outbox.attempt",
+            effect_key=row["effect_key"],
+            run_id=row["run_id"],
+            state=state,
+            attempts=row["attempts"],
+            error=error,
+            settled=settled,
+        )
+
+    def _deliver(self, row: Mapping[str, Any]) -> dict[str, Any] | None:
+        kind, payload = row["kind"], row["payload"]
+        if kind == effects.LINEAR_COMMENT:
+            self._client("linear").create_comment(
+                comment_id=payload["comment_id"], issue_id=payload["issue_id"], body=payload["body"]
+            )
+            return {"comment_id": payload["comment_id"]}
+        if kind == effects.SLACK_MESSAGE:
+            posted = self._client("slack").post_message(
+                channel=payload["channel"],
+                text=payload["text"],
+                blocks=payload["blocks"],
+                effect_key=row["effect_key"],
+                look_first=row["attempts"] > 1,
+            )
+            return {"channel": posted.channel, "ts": posted.ts}
+        if kind == effects.SLACK_UPDATE:
+            self._update(payload)
+            return None
+        raise Skip(f"unknown effect kind {kind}")
+
+    def _update(self, payload: Mapping[str, Any]) -> None:
+        original = self._db.transaction_sync(lambda tx: outbox.find(tx, payload["message_key"]), write=False)
+        if original is None or original["state"] in ("skipped", "failed"):
+            raise Skip("the message to edit was never posted")
+        if original["state"] != "sent":
+            raise NotYet("the message to edit is not posted yet")
+        where = original["result"]
+        self._client("slack").update_message(
+            channel=where["channel"], ts=where["ts"], text=payload["text"], blocks=payload["blocks"]
+        )
+
+    def _client(self, service: str) -> Any:
+        client = self._linear if service == "linear" else self._slack
+        if client is None:
+            if service not in self._warned:
+                self._warned.add(service)
+                log.warning("writeback.off", service=service)
+            raise Skip(f"{service} write-back is off (no token configured)")
+        return client

@@ -1,0 +1,1 @@
+"""Background loops, each `*_once() -> int`, and the runner that drives them."""
