@@ -60,7 +60,7 @@ def _pattern(glob: str) -> re.Pattern[str]:
 
 
 def matches(path: str, glob: str) -> bool:
-    return _pattern(glob).match(path.lstrip("./")) is not None
+    return _pattern(glob).match(path.removeprefix("./")) is not None
 
 
 def _any(path: str, globs: Iterable[str]) -> bool:

@@ -62,15 +62,23 @@ class Planning:
 
     def plan_once(self) -> int:
         """Plan one run if one is waiting; the number planned (0 or 1)."""
-        claimed = self._db.transaction_sync(self._claim)
+        claimed = self.claim()
         if claimed is None:
             return 0
         lease, run = claimed
         with Heartbeat(self._db, lease, ttl=self._ttl, clock=self._clock):
             outcome = self.decide(run)
-        finished = self._db.transaction_sync(lambda tx: self._finish(tx, lease, run, outcome))
+        finished = self.finish(lease, run, outcome)
         log.info("run.planned" if finished else "run.lease_lost", run_id=run["id"], status=outcome.status)
         return 1
+
+    def claim(self) -> tuple[leases.Lease, Mapping[str, Any]] | None:
+        """Lease the oldest run waiting to be planned (or abandoned mid-planning)."""
+        return self._db.transaction_sync(self._claim)
+
+    def finish(self, lease: leases.Lease, run: Mapping[str, Any], outcome: Outcome) -> bool:
+        """Write the outcome if the lease is still ours; False (and nothing written) if not."""
+        return self._db.transaction_sync(lambda tx: self._finish(tx, lease, run, outcome))
 
     async def _claim(self, tx: Tx) -> tuple[leases.Lease, Mapping[str, Any]] | None:
         now = self._clock()
