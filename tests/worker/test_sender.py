@@ -94,7 +94,7 @@ def test_a_slack_message_ts_is_stored_and_the_decision_edits_that_message(
     run_id = open_run()
     run = {"id": run_id, "linear_identifier": "ENG-42", "title": "Keep filters", "linear_issue_id": "i"}
     asked = effects.plan_ready(run, _plan(), (), "C0APPROVAL")[1]
-    told = [e for e in effects.decided(run, "approved", "Lee", slack=True) if e.kind == "slack_update"][0]
+    told = next(e for e in effects.decided(run, "approved", "Lee", slack=True) if e.kind == "slack_update")
     enqueue(db, clock, told, asked)  # the edit is queued first: it must wait for the post
     post = api.post(f"{SLACK}/chat.postMessage").mock(
         side_effect=[
