@@ -12,7 +12,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from foundry.domain import approvals as approval_rules
@@ -146,6 +154,13 @@ class Settings(BaseSettings):
             raise ValueError("must start with postgresql:// or sqlite:///")
         return url
 
+    @model_validator(mode="after")
+    def _model_key_present(self) -> Settings:
+        backend = self.planner.backend
+        if backend != "template" and getattr(self, f"{backend}_api_key") is None:
+            raise ValueError(f"planner.backend is {backend} but FOUNDRY_{backend.upper()}_API_KEY is not set")
+        return self
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -202,6 +217,8 @@ def _read_toml(path: Path | None) -> dict[str, Any]:
 def _one_line(exc: ValidationError) -> str:
     error = exc.errors()[0]
     loc = [str(part) for part in error["loc"]]
+    if not loc:  # a rule across settings: its message names them
+        return error["msg"].removeprefix("Value error, ")
     name = ".".join(loc)
     if loc and loc[0] in Settings.model_fields and "." not in name and loc[0] not in _SECTIONS:
         name = f"FOUNDRY_{loc[0].upper()}"

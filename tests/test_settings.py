@@ -76,3 +76,16 @@ def test_a_bad_value_is_one_line_naming_the_setting(tmp_path: Path, toml: str, m
 def test_a_missing_config_file_is_named(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="does not exist"):
         settings_module.load(environ={"FOUNDRY_CONFIG": str(tmp_path / "nope.toml")})
+
+
+def test_a_model_planner_needs_its_api_key(tmp_path: Path) -> None:
+    config = tmp_path / "foundry.toml"
+    config.write_text("[planner]\nbackend = 'anthropic'\n")
+    with pytest.raises(ConfigError) as refused:
+        settings_module.load(environ={"FOUNDRY_CONFIG": str(config)})
+    assert str(refused.value) == "planner.backend is anthropic but FOUNDRY_ANTHROPIC_API_KEY is not set"
+
+
+def test_nested_settings_come_from_the_environment_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FOUNDRY_WORKER__LEASE_S", "5")
+    assert settings_module.load(environ={}).worker.lease_s == 5
