@@ -58,6 +58,7 @@ def worker_loops(settings: Settings, db: Database, owner: str) -> list[runner.Lo
         db,
         rules=settings.policy_rules(),
         model=model_planner(settings),
+        linear=linear_client(settings),
         slack_channel=settings.slack.channel,
         owner=owner,
         lease=lease,

@@ -18,6 +18,10 @@ mutation CreateComment($id: String!, $issueId: String!, $body: String!) {
 }
 """.strip()
 
+ISSUE = """
+query Issue($id: String!) { issue(id: $id) { id identifier title description url } }
+""".strip()
+
 # Linear refuses a second comment with our id; its wording varies, so match loosely.
 _DUPLICATE_WORDS = ("already exists", "duplicate")
 _DUPLICATE_CODES = frozenset({"CONFLICT"})
@@ -51,6 +55,21 @@ class LinearClient:
             self._raise_for_errors(errors, response)
         http.check_status(SERVICE, response)
         _check_created(response)
+
+    def issue(self, issue_id: str) -> dict[str, Any]:
+        """The issue's id, identifier, title, description and url (a comment's payload lacks them)."""
+        payload = {"query": ISSUE, "variables": {"id": issue_id}}
+        response = http.send(self._client, SERVICE, "POST", self._url, json=payload)
+        errors = _graphql_errors(response)
+        if errors:
+            self._raise_for_errors(errors, response)
+        http.check_status(SERVICE, response)
+        body = http.json_object(response) or {}
+        data = body.get("data")
+        found = data.get("issue") if isinstance(data, dict) else None
+        if not isinstance(found, dict):
+            raise OutboundError(SERVICE, f"issue {issue_id} was not found", retryable=False)
+        return found
 
     def _raise_for_errors(self, errors: list[dict[str, Any]], response: httpx.Response) -> NoReturn:
         """Linear answers GraphQL errors with 200 or 400, so the errors decide before the status does."""

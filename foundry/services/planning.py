@@ -16,6 +16,7 @@ from typing import Any
 
 from foundry import logs
 from foundry.clients.errors import OutboundError
+from foundry.clients.linear import LinearClient
 from foundry.clients.models import Planner
 from foundry.db import leases, outbox, runs, schema
 from foundry.db.database import Database
@@ -47,6 +48,7 @@ class Planning:
         *,
         rules: policy.Policy,
         model: Planner | None,
+        linear: LinearClient | None = None,
         slack_channel: str | None,
         owner: str,
         lease: timedelta,
@@ -55,6 +57,7 @@ class Planning:
         self._db = db
         self._rules = rules
         self._model = model
+        self._linear = linear
         self._channel = slack_channel
         self._owner = owner
         self._ttl = lease
@@ -104,21 +107,26 @@ class Planning:
 
     def decide(self, run: Mapping[str, Any]) -> Outcome:
         """Readiness, plan and policy for `run`: slow (a model may be asked), writes nothing."""
-        criteria = readiness.acceptance_criteria(run["description"])
+        description = self._description(run)
+        criteria = readiness.acceptance_criteria(description)
         if not criteria:
-            drafted = readiness.draft_criteria(run["title"], run["description"])
+            drafted = readiness.draft_criteria(run["title"], description)
             comment = effects.linear_comment(run, "clarification", templates.clarification_comment(drafted))
             return Outcome(
                 RunStatus.NEEDS_CLARIFICATION,
                 "needs_clarification",
                 {"drafted_criteria": list(drafted)},
                 [comment],
-                {},
+                {"description": description},
             )
-        issue = IssueForPlanning(run["linear_identifier"], run["title"], run["description"] or "", criteria)
+        issue = IssueForPlanning(run["linear_identifier"], run["title"], description, criteria)
         plan = self._plan(issue)
         verdict = policy.gate(plan.paths, self._rules)
-        values = {"plan": plan.as_dict(), "required_roles": list(verdict.required_roles)}
+        values = {
+            "plan": plan.as_dict(),
+            "required_roles": list(verdict.required_roles),
+            "description": description,
+        }
         if verdict.blocked:
             comment = effects.linear_comment(run, "blocked", templates.blocked_comment(verdict.forbidden))
             return Outcome(
@@ -131,6 +139,21 @@ class Planning:
             "notes": list(plan.notes),
         }
         return Outcome(RunStatus.AWAITING_APPROVAL, "planned", data, posted, values)
+
+    def _description(self, run: Mapping[str, Any]) -> str:
+        """The issue's text. A run opened by a comment has none yet: ask Linear, when we can.
+
+        A retryable failure propagates: the lease lapses and the run is planned again later,
+        rather than ending `needs_clarification` over a network blip."""
+        if run["description"] is not None or self._linear is None:
+            return str(run["description"] or "")
+        try:
+            return str(self._linear.issue(run["linear_issue_id"]).get("description") or "")
+        except OutboundError as exc:
+            if exc.retryable:
+                raise
+            log.warning("issue.unreadable", run_id=run["id"], error=str(exc))
+            return ""
 
     def _plan(self, issue: IssueForPlanning) -> Plan:
         if self._model is None:

@@ -164,3 +164,17 @@ def test_every_request_carries_the_configured_timeout(api: respx.MockRouter) -> 
     client.create_comment(comment_id=COMMENT_ID, issue_id="issue-1", body="hi")
     client.close()
     assert route.calls.last.request.extensions["timeout"]["read"] == 2.5
+
+
+def test_an_issue_is_read_with_its_description(api: respx.MockRouter, linear: LinearClient) -> None:
+    issue = {"id": "issue-1", "identifier": "ENG-42", "title": "T", "description": "D", "url": "u"}
+    route = api.post(URL).mock(return_value=httpx.Response(200, json={"data": {"issue": issue}}))
+    assert linear.issue("issue-1") == issue
+    assert json.loads(route.calls[0].request.content)["variables"] == {"id": "issue-1"}
+
+
+def test_a_missing_issue_is_not_retried(api: respx.MockRouter, linear: LinearClient) -> None:
+    api.post(URL).mock(return_value=httpx.Response(200, json={"data": {"issue": None}}))
+    with pytest.raises(OutboundError) as failed:
+        linear.issue("nope")
+    assert failed.value.retryable is False

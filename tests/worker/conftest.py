@@ -75,11 +75,13 @@ def make_planning(db: database.Database, clock: Clock) -> Callable[..., planning
         model: Planner | None = None,
         channel: str | None = "C0APPROVAL",
         lease_s: float = 60,
+        linear: Any = None,
     ) -> planning.Planning:
         return planning.Planning(
             db,
             rules=rules or policy.Policy(),
             model=model,
+            linear=linear,
             slack_channel=channel,
             owner=owner,
             lease=timedelta(seconds=lease_s),

@@ -134,3 +134,27 @@ def test_each_run_is_planned_once_across_workers(
     assert [a.plan_once(), b.plan_once(), a.plan_once(), b.plan_once()] == [1, 1, 1, 0]
     assert all(status(db, run_id)["status"] == "awaiting_approval" for run_id in ids)
     assert all(kinds(db, run_id).count("planned") == 1 for run_id in ids)
+
+
+class FakeLinear:
+    def __init__(self, description: str) -> None:
+        self.description = description
+        self.asked: list[str] = []
+
+    def issue(self, issue_id: str) -> dict[str, Any]:
+        self.asked.append(issue_id)
+        return {"id": issue_id, "description": self.description}
+
+
+def test_a_run_opened_by_comment_reads_its_description_from_linear(
+    db: database.Database, open_run: Callable[..., str], make_planning: Callable[..., Any]
+) -> None:
+    from tests.worker.conftest import CRITERIA
+
+    run_id = open_run(description=None, issue="issue-from-comment")
+    linear = FakeLinear(CRITERIA)
+    make_planning(linear=linear).plan_once()
+    assert linear.asked == ["issue-from-comment"]
+    run = status(db, run_id)
+    assert run["status"] == "awaiting_approval"
+    assert run["description"] == CRITERIA
