@@ -9,6 +9,7 @@ import uuid
 from functools import cache
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 from foundry.inbound import signatures
 
@@ -67,3 +68,24 @@ def post_linear(
     """Sign and post a Linear fixture through an httpx-style client; returns the response."""
     raw, headers = linear_request(linear_body(name, **body_overrides), secret=secret, delivery=delivery)
     return client.post("/webhooks/linear", content=raw, headers=headers)
+
+
+def slack_body(name: str, *, run_id: str, **action_overrides: Any) -> dict[str, Any]:
+    """A Slack interaction fixture whose button is valued `run_id`, with action overrides."""
+    body = copy.deepcopy(_fixture(name))
+    body["actions"][0].update({"value": run_id, **action_overrides})
+    return body
+
+
+def slack_request(
+    payload: dict[str, Any] | bytes, *, secret: str, timestamp: str | int | None = None
+) -> tuple[bytes, dict[str, str]]:
+    """Raw form-encoded `payload=<json>` (or raw bytes as given) and the headers Slack signs it with."""
+    raw = payload if isinstance(payload, bytes) else urlencode({"payload": json.dumps(payload)}).encode()
+    stamp = str(int(time.time()) if timestamp is None else timestamp)
+    headers = {
+        "Content-Type": "application/x-www-form-urlencoded",
+        "X-Slack-Request-Timestamp": stamp,
+        "X-Slack-Signature": "v0=" + signatures.hex_hmac(secret, b"v0:" + stamp.encode() + b":" + raw),
+    }
+    return raw, headers

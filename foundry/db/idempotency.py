@@ -61,8 +61,8 @@ async def reserve(
     row = await txm.first(tx, sa.select(K).where(*_this(scope, key)).with_for_update())
     if row is None or row["expires_at"] < now:  # expired (or pruned meanwhile): start afresh
         await tx.rows(sa.delete(K).where(*_this(scope, key)))
-        await tx.rows(_INSERT[tx.dialect], fresh)
-        return Reservation("held")
+        # Another reserver may have inserted since our SELECT: only our own insert holds it.
+        return Reservation("held" if await tx.rows(_INSERT[tx.dialect], fresh) else "busy")
     if row["fingerprint"] != fingerprint:
         return Reservation("mismatch")
     if row["state"] == "done":

@@ -144,7 +144,7 @@ def _params(
         "max_recent": max_recent,
         "event_id": opened.id,
         "event_kind": opened.kind,
-        "event_actor": opened.actor,
+        "event_actor": opened.actor[:255] if opened.actor else None,
         "event_data": json.dumps(dict(opened.data)),
         "delivery_id": delivery.id,
         "source": delivery.source,

@@ -203,7 +203,7 @@ async def _insert_event(tx: Tx, run_id: str, seq: int, event: NewEvent) -> None:
             "run_id": run_id,
             "seq": seq,
             "kind": event.kind,
-            "actor": event.actor,
+            "actor": event.actor[:255] if event.actor else None,
             "data": dict(event.data),
             "delivery_id": event.delivery_id,
             "created_at": event.at,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -20,8 +20,9 @@ class _Actor(_Model):
     email: str | None = None
 
 
+# Lengths match the columns these values are stored in: a longer one is refused with a 400.
 class _Label(_Model):
-    id: str
+    id: str = Field(max_length=64)
     name: str
 
 
@@ -30,24 +31,24 @@ class _State(_Model):
 
 
 class _IssueRef(_Model):
-    id: str
-    identifier: str = ""
+    id: str = Field(max_length=64)
+    identifier: str = Field("", max_length=32)
     title: str = ""
     description: str | None = None
     url: str | None = None
 
 
 class _Data(_Model):
-    id: str | None = None
-    identifier: str | None = None
+    id: str | None = Field(None, max_length=64)
+    identifier: str | None = Field(None, max_length=32)
     title: str | None = None
     description: str | None = None
     url: str | None = None
-    label_ids: list[str] = Field(default_factory=list, alias="labelIds")
+    label_ids: list[Annotated[str, Field(max_length=64)]] = Field(default_factory=list, alias="labelIds")
     labels: list[_Label] = Field(default_factory=list)
     state: _State | None = None
     body: str | None = None
-    issue_id: str | None = Field(None, alias="issueId")
+    issue_id: str | None = Field(None, alias="issueId", max_length=64)
     issue: _IssueRef | None = None
     user: _Actor | None = None
 
@@ -58,7 +59,7 @@ class _UpdatedFrom(_Model):
 
 
 class _AgentSession(_Model):
-    id: str
+    id: str = Field(max_length=64)
     issue: _IssueRef | None = None
     creator: _Actor | None = None
 
@@ -73,8 +74,8 @@ class _AgentActivity(_Model):
 
 
 class Envelope(_Model):
-    type: str
-    action: str = ""
+    type: str = Field(max_length=32)
+    action: str = Field("", max_length=31)
     actor: _Actor | None = None
     data: _Data | None = None
     updated_from: _UpdatedFrom | None = Field(None, alias="updatedFrom")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from urllib.parse import parse_qs
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from foundry.domain import messages, triggers
 from foundry.domain.triggers import Decision
@@ -21,20 +21,25 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
 
+# Lengths match the columns these values are stored in: a longer one is refused with a 400,
+# not truncated (a truncated key could collide) and never left to fail in the database.
+_ID = Field(max_length=64)
+
+
 class _User(_Model):
-    id: str
+    id: str = _ID
     username: str | None = None
     name: str | None = None
 
 
 class _Action(_Model):
-    action_id: str
-    value: str | None = None
-    action_ts: str | None = None
+    action_id: str = _ID
+    value: str | None = Field(None, max_length=64)
+    action_ts: str | None = Field(None, max_length=64)
 
 
 class Interaction(_Model):
-    type: str
+    type: str = Field(max_length=32)
     user: _User | None = None
     actions: list[_Action] = []
 

@@ -30,6 +30,8 @@ async def receive(request: Request) -> Response:
     delivery_key = request.headers.get("linear-delivery", "").strip()
     if not delivery_key:
         raise BadRequest("The Linear-Delivery header is missing.")
+    if len(delivery_key) > 255:
+        raise BadRequest("The Linear-Delivery header is longer than 255 characters.")
     intent = triggers.decide(linear.to_event(envelope), settings.triggers.rules())
     delivery = Delivery("linear", delivery_key, f"{envelope.type}.{envelope.action}", now)
     status, answer = answers.outcome(await foundry.intake.handle(delivery, intent))

@@ -32,9 +32,8 @@ async def receive(request: Request) -> Response:
     interaction = slack.parse(body)
     now = context.now(request)
     assert timestamp is not None
-    if not timestamp.isdigit() or not signatures.timestamp_fresh(
-        float(timestamp), now.timestamp(), TOLERANCE_S
-    ):
+    numeric = timestamp.isascii() and timestamp.isdigit()  # "²" is a digit to str.isdigit
+    if not numeric or not signatures.timestamp_fresh(float(timestamp), now.timestamp(), TOLERANCE_S):
         raise Unauthorized("The X-Slack-Request-Timestamp is outside the allowed window.")
     intent = slack.to_intent(interaction)
     action = interaction.actions[0].action_id if interaction.actions else "none"

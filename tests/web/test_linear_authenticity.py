@@ -62,6 +62,25 @@ class TestRefused:
         assert tampered != raw
         assert post(client, tampered, headers).status_code == 401
 
+    def test_a_signature_header_with_non_ascii_bytes(self, client: TestClient) -> None:
+        raw, headers = signed()
+        response = client.post(
+            "/webhooks/linear", content=raw, headers={**headers, "Linear-Signature": b"\xe9" + b"0" * 63}
+        )
+        assert response.status_code == 401
+
+    @pytest.mark.parametrize("field", ["id", "identifier"])
+    def test_a_signed_oversized_issue_field_is_refused(self, client: TestClient, field: str) -> None:
+        body = linear_body("linear_issue_create_labeled")
+        body["data"][field] = "x" * 300
+        raw, headers = linear_request(body, secret=LINEAR_SECRET)
+        assert post(client, raw, headers).status_code == 400
+
+    def test_an_oversized_delivery_header_is_refused(self, client: TestClient) -> None:
+        raw, headers = signed()
+        headers["Linear-Delivery"] = "d" * 256
+        assert post(client, raw, headers).status_code == 400
+
     def test_non_hex_signature(self, client: TestClient) -> None:
         raw, headers = signed()
         headers["Linear-Signature"] = "zz"
