@@ -81,5 +81,5 @@ def test_the_domain_is_standard_library_only() -> None:
             "hashlib",
             "uuid",
             "fnmatch",
-        "functools",
+            "functools",
         }, path.name
