@@ -16,6 +16,7 @@ from foundry import settings as settings_module
 from foundry.db import migrate
 from foundry.domain.triggers import Decision
 from foundry.errors import FoundryError, NotFound
+from foundry.inbound import agents as agent_bodies
 from foundry.settings import Settings
 from foundry.worker import runner
 
@@ -73,7 +74,83 @@ def _parser() -> argparse.ArgumentParser:
         acting.add_argument("--actor", default=os.environ.get("USER") or "operator")
         acting.add_argument("--json", action="store_true")
         acting.set_defaults(handler=_runs_act, action=action)
+    _agents_commands(commands)
     return parser
+
+
+def _agents_commands(commands: Any) -> None:
+    agents = commands.add_parser("agents", help="coding agents and their tokens").add_subparsers(
+        dest="agents_command", required=True
+    )
+    add = agents.add_parser("add", help="register an agent")
+    add.add_argument("name")
+    add.add_argument("--provider", required=True, choices=["webhook", "github_actions", "manual"])
+    add.add_argument("--endpoint", help="the URL jobs are POSTed to (webhook agents)")
+    add.add_argument(
+        "--config", default="{}", help='JSON, e.g. {"repository": "acme/app", "workflow": "foundry.yml"}'
+    )
+    add.add_argument("--subscription", action="append", default=[], help="repeat, in order of preference")
+    add.set_defaults(handler=_agents_add)
+    listing = agents.add_parser("list", help="registered agents")
+    listing.add_argument("--json", action="store_true")
+    listing.set_defaults(handler=_agents_list)
+    token = agents.add_parser("token", help="issue a new token (revokes the old one); printed once")
+    token.add_argument("name")
+    token.set_defaults(handler=_agents_token)
+    revoke = agents.add_parser("revoke", help="revoke the agent's token")
+    revoke.add_argument("name")
+    revoke.set_defaults(handler=_agents_revoke)
+
+
+def _agents_add(settings: Settings, args: argparse.Namespace) -> int:
+    body = {
+        "name": args.name,
+        "provider": args.provider,
+        "endpoint": args.endpoint,
+        "config": json.loads(args.config),
+        "subscriptions": args.subscription,
+    }
+    spec = agent_bodies.parse(agent_bodies.NewAgent, json.dumps(body).encode()).spec()
+    added = wiring.build(settings).agents.add_sync(spec)
+    name = added["name"]
+    print(f"agent {name} added ({added['provider']}); issue its token with: foundry agents token {name}")
+    return 0
+
+
+def _agents_list(settings: Settings, args: argparse.Namespace) -> int:
+    found = wiring.build(settings).agents.list_sync()
+    if args.json:
+        print(json.dumps(found, indent=2))
+        return 0
+    rows = [
+        [
+            a["name"],
+            a["provider"],
+            a["endpoint"] or "",
+            a["current_subscription"] or "",
+            "yes" if a["has_active_token"] else "no",
+        ]
+        for a in found
+    ]
+    print(_table(["NAME", "PROVIDER", "ENDPOINT", "SUBSCRIPTION", "TOKEN"], rows))
+    return 0
+
+
+def _agents_token(settings: Settings, args: argparse.Namespace) -> int:
+    issued = wiring.build(settings).agents.issue_token_sync(args.name)
+    print(issued["token"])
+    print(
+        f"# the token for agent {args.name}; it is shown once, store it now"
+        + (" (the previous token is revoked)" if issued["revoked"] else ""),
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _agents_revoke(settings: Settings, args: argparse.Namespace) -> int:
+    revoked = wiring.build(settings).agents.revoke_sync(args.name)
+    print(f"agent {args.name}: {revoked['revoked']} token(s) revoked")
+    return 0
 
 
 def _listen_flags(parser: argparse.ArgumentParser) -> None:

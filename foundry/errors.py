@@ -5,6 +5,7 @@ FoundryError
  ├── RequestError           the caller's fault; each subclass has its HTTP status
  │    ├── BadRequest            400  unparseable or malformed input
  │    ├── Unauthorized          401  missing or wrong credentials, signature or timestamp
+ │    ├── Forbidden             403  valid credentials, but not for this
  │    ├── NotFound              404
  │    ├── Conflict              409
  │    │    └── InProgress       409 + Retry-After: the same Idempotency-Key is in flight
@@ -38,6 +39,10 @@ class BadRequest(RequestError):
 
 class Unauthorized(RequestError):
     status_code = 401
+
+
+class Forbidden(RequestError):
+    status_code = 403
 
 
 class NotFound(RequestError):

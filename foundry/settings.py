@@ -104,6 +104,11 @@ class RunsConfig(_Section):
     max_per_issue_per_day: int = Field(10, gt=0)
 
 
+class DispatchConfig(_Section):
+    # The agent approved runs go to; unset = the first agent registered.
+    agent: str | None = None
+
+
 class WorkerConfig(_Section):
     # A lease outlives the slowest step it covers (a model call, `planner.timeout_s`) and is
     # heartbeated at a third of its length, so only a dead or paused worker loses one.
@@ -132,6 +137,7 @@ class Settings(BaseSettings):
     openai_api_key: SecretStr | None = None
     linear_api_url: str = "https://api.linear.app/graphql"
     slack_api_url: str = "https://slack.com/api"
+    github_api_url: str = "https://api.github.com"
     public_url: str = "http://127.0.0.1:8000"
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
@@ -146,6 +152,7 @@ class Settings(BaseSettings):
     webhooks: WebhooksConfig = WebhooksConfig()
     runs: RunsConfig = RunsConfig()
     worker: WorkerConfig = WorkerConfig()
+    dispatch: DispatchConfig = DispatchConfig()
 
     @field_validator("database_url")
     @classmethod
@@ -239,4 +246,5 @@ _SECTIONS = {
     "webhooks",
     "runs",
     "worker",
+    "dispatch",
 }

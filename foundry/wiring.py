@@ -8,11 +8,23 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from foundry.clients.agents import GitHubActionsClient, WebhookAgentClient
 from foundry.clients.linear import LinearClient
 from foundry.clients.models import AnthropicPlanner, OpenAIPlanner, Planner
 from foundry.clients.slack import SlackClient
 from foundry.db.database import Database
-from foundry.services import idempotency, intake, operator, planning, runs, sender
+from foundry.services import (
+    dispatch,
+    idempotency,
+    intake,
+    operator,
+    planning,
+    runs,
+    sender,
+)
+from foundry.services.agent_events import AgentEvents
+from foundry.services.agents import Agents
+from foundry.services.jobs import Jobs
 from foundry.settings import Settings
 from foundry.worker import runner
 
@@ -29,6 +41,8 @@ class Container:
     runs: runs.Runs
     operator: operator.Operator
     idempotency: idempotency.Idempotency
+    agents: Agents
+    agent_events: AgentEvents
 
 
 def build(settings: Settings) -> Container:
@@ -44,6 +58,10 @@ def build(settings: Settings) -> Container:
         runs=runs.Runs(db),
         operator=operator.Operator(db, clock=utcnow),
         idempotency=idempotency.Idempotency(db, clock=utcnow),
+        agents=Agents(db, clock=utcnow),
+        agent_events=AgentEvents(
+            db, jobs=jobs(settings), max_retries=settings.remediation.max_retries, clock=utcnow
+        ),
     )
 
 
@@ -68,12 +86,27 @@ def worker_loops(settings: Settings, db: Database, owner: str) -> list[runner.Lo
         db,
         linear=linear_client(settings),
         slack=slack_client(settings),
+        webhook_agents=WebhookAgentClient(),
+        github=github_client(settings),
         owner=owner,
         lease=lease,
         max_attempts=settings.worker.outbox_max_attempts,
         clock=utcnow,
     )
-    return [planner.plan_once, outbox.send_once]
+    dispatcher = dispatch.Dispatch(
+        db, jobs=jobs(settings), agent=settings.dispatch.agent, owner=owner, lease=lease, clock=utcnow
+    )
+    return [planner.plan_once, dispatcher.dispatch_once, outbox.send_once]
+
+
+def jobs(settings: Settings) -> Jobs:
+    return Jobs(settings.policy_rules(), settings.public_url)
+
+
+def github_client(settings: Settings) -> GitHubActionsClient | None:
+    if settings.github_token is None:
+        return None
+    return GitHubActionsClient(settings.github_token.get_secret_value(), base_url=settings.github_api_url)
 
 
 def linear_client(settings: Settings) -> LinearClient | None:

@@ -19,6 +19,7 @@ def send(
     url: str,
     *,
     json: Any = None,
+    content: bytes | None = None,
     params: Mapping[str, str] | None = None,
     headers: Mapping[str, str] | None = None,
 ) -> httpx.Response:
@@ -26,7 +27,7 @@ def send(
 
     The message names only the failure's kind: httpx's own text may carry the URL, and never needs to."""
     try:
-        return client.request(method, url, json=json, params=params, headers=headers)
+        return client.request(method, url, json=json, content=content, params=params, headers=headers)
     except httpx.TimeoutException as exc:
         raise OutboundError(service, f"timed out ({type(exc).__name__})", retryable=True) from exc
     except httpx.TransportError as exc:

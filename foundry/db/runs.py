@@ -75,6 +75,7 @@ _SERVER_DEFAULTED = {
     "cost_usd",
     "plan",
     "agent_name",
+    "agent_subscription",
     "lease_owner",
     "lease_expires_at",
     "pr_number",
@@ -171,8 +172,8 @@ async def lock(tx: Tx, run_id: str) -> Row | None:
 
 async def stop_active(
     tx: Tx, linear_issue_id: str, event: NewEvent, *, label_ids: frozenset[str] | None = None
-) -> str | None:
-    """Stop the issue's active run, whatever its status, in one conditional UPDATE."""
+) -> Row | None:
+    """Stop the issue's active run, whatever its status, in one conditional UPDATE; the run."""
     where: list[Any] = [R.c.linear_issue_id == linear_issue_id, schema.ACTIVE_RUN]
     if label_ids is not None:
         where.append(R.c.trigger_label_id.in_(sorted(label_ids)))
@@ -180,19 +181,14 @@ async def stop_active(
         sa.update(R)
         .where(*where)
         .values(status="stopped", event_seq=R.c.event_seq + 1, updated_at=event.at)
-        .returning(R.c.id, R.c.event_seq)
+        .returning(*R.columns)
     )
     row = await txm.first(tx, stmt)
     if row is None:
         return None
     data = {"to": "stopped", **event.data}
-    await _insert_event(
-        tx,
-        row["id"],
-        int(row["event_seq"]),
-        dataclasses.replace(event, data=data),
-    )
-    return str(row["id"])
+    await _insert_event(tx, row["id"], int(row["event_seq"]), dataclasses.replace(event, data=data))
+    return row
 
 
 async def _insert_event(tx: Tx, run_id: str, seq: int, event: NewEvent) -> None:
@@ -247,3 +243,46 @@ async def count_active(tx: Tx) -> int:
 
 async def events_of_kind(tx: Tx, run_id: str, kind: str) -> Sequence[Row]:
     return await tx.rows(sa.select(E).where(E.c.run_id == run_id, E.c.kind == kind).order_by(E.c.seq))
+
+
+async def redispatch(
+    tx: Tx,
+    run_id: str,
+    *,
+    attempt: int,
+    status: str,
+    event: NewEvent,
+    values: Mapping[str, Any] | None = None,
+) -> bool:
+    """Move the run to its next attempt, compare-and-set on the attempt it was at."""
+    stmt = (
+        sa.update(R)
+        .where(R.c.id == run_id, R.c.attempt == attempt, R.c.status == status)
+        .values(attempt=attempt + 1, event_seq=R.c.event_seq + 1, updated_at=event.at, **dict(values or {}))
+        .returning(R.c.event_seq)
+    )
+    seq = await txm.scalar(tx, stmt)
+    if seq is None:
+        return False
+    await _insert_event(tx, run_id, int(seq), event)
+    return True
+
+
+async def add_cost(tx: Tx, run_id: str, usd: float, event: NewEvent) -> float:
+    stmt = (
+        sa.update(R)
+        .where(R.c.id == run_id)
+        .values(cost_usd=R.c.cost_usd + usd, event_seq=R.c.event_seq + 1, updated_at=event.at)
+        .returning(R.c.cost_usd, R.c.event_seq)
+    )
+    row = await txm.first(tx, stmt)
+    assert row is not None
+    await _insert_event(tx, run_id, int(row["event_seq"]), event)
+    return float(row["cost_usd"])
+
+
+async def running_on(tx: Tx, agent_name: str, subscription: str) -> Sequence[Row]:
+    stmt = sa.select(R).where(
+        R.c.agent_name == agent_name, R.c.agent_subscription == subscription, R.c.status == "agent_running"
+    )
+    return await tx.rows(stmt)

@@ -54,6 +54,7 @@ runs = sa.Table(
     sa.Column("plan", sa.JSON),
     sa.Column("required_roles", sa.JSON, nullable=False),
     sa.Column("agent_name", sa.String(128)),
+    sa.Column("agent_subscription", sa.String(64)),
     sa.Column("attempt", sa.Integer, nullable=False, server_default="0"),
     sa.Column("lease_owner", sa.String(128)),
     sa.Column("lease_expires_at", UtcDateTime),
@@ -146,4 +147,52 @@ outbox = sa.Table(
     sa.UniqueConstraint("effect_key", name="uniq_outbox_effect_key"),
     sa.Index("ix_outbox_due", "state", "next_attempt_at"),
     sa.Index("ix_outbox_run", "run_id"),
+)
+
+agents = sa.Table(
+    "agents",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("name", sa.String(64), nullable=False),
+    sa.Column("provider", sa.String(32), nullable=False),  # webhook | github_actions | manual
+    sa.Column("endpoint", sa.Text),
+    sa.Column("config", sa.JSON, nullable=False),
+    sa.Column("current_subscription", sa.String(64)),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.UniqueConstraint("name", name="uniq_agent_name"),
+)
+
+# The one expression behind `uniq_agent_active_token`, for both dialects.
+ACTIVE_TOKEN = sa.text("revoked_at IS NULL")
+
+agent_tokens = sa.Table(
+    "agent_tokens",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("agent_id", sa.String(36), sa.ForeignKey("agents.id"), nullable=False),
+    sa.Column("token_hash", sa.String(64), nullable=False),
+    sa.Column("issued_at", UtcDateTime, nullable=False),
+    sa.Column("revoked_at", UtcDateTime),
+    sa.UniqueConstraint("token_hash", name="uniq_agent_token_hash"),
+    sa.Index(
+        "uniq_agent_active_token",
+        "agent_id",
+        unique=True,
+        postgresql_where=ACTIVE_TOKEN,
+        sqlite_where=ACTIVE_TOKEN,
+    ),
+)
+
+subscriptions = sa.Table(
+    "subscriptions",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("agent_id", sa.String(36), sa.ForeignKey("agents.id"), nullable=False),
+    sa.Column("name", sa.String(64), nullable=False),
+    sa.Column("priority", sa.Integer, nullable=False),
+    sa.Column("healthy", sa.Boolean, nullable=False),
+    sa.Column("failed_at", UtcDateTime),
+    sa.Column("failure", sa.Text),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.UniqueConstraint("agent_id", "name", name="uniq_subscription_per_agent"),
 )

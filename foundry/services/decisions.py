@@ -69,6 +69,8 @@ async def decide(
     ):
         return DecisionResult(run_id, False, run["status"], f"run is {run['status']}, not {expected}")
     await _tell(tx, run, OUTCOME[decision], decider.actor, at)
+    if decision is Decision.STOP:
+        await effects.after_stop(tx, run, at)
     return DecisionResult(run_id, True, new)
 
 

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
+from foundry.db import outbox
 from foundry.db.outbox import Effect
+from foundry.db.tx import Tx
 from foundry.domain import effects, messages, templates
 from foundry.domain.plans import Plan
 
 LINEAR_COMMENT, SLACK_MESSAGE, SLACK_UPDATE = "linear_comment", "slack_message", "slack_update"
+AGENT_DISPATCH, AGENT_CANCEL = "agent_dispatch", "agent_cancel"
 
 
 def linear_comment(run: Mapping[str, Any], step: str, body: str, attempt: int = 0) -> Effect:
@@ -43,3 +47,20 @@ def decided(run: Mapping[str, Any], outcome: str, actor: str, *, slack: bool) ->
         payload = {"message_key": approval_message_key(run["id"]), "text": text, "blocks": blocks}
         said.append(Effect(effects.key(run["id"], "slack_decision"), SLACK_UPDATE, payload, run["id"]))
     return said
+
+
+def dispatch(run_id: str, agent: str, attempt: int, job: dict[str, Any]) -> Effect:
+    """One job per attempt: its key is the Idempotency-Key the agent dedups by."""
+    payload = {"agent": agent, "attempt": attempt, "job": job}
+    return Effect(effects.key(run_id, "dispatch", attempt), AGENT_DISPATCH, payload, run_id)
+
+
+def cancel(run_id: str, agent: str, attempt: int) -> Effect:
+    payload = {"agent": agent, "attempt": attempt, "run_id": run_id}
+    return Effect(effects.key(run_id, "cancel", attempt), AGENT_CANCEL, payload, run_id)
+
+
+async def after_stop(tx: Tx, run: Mapping[str, Any], at: datetime) -> None:
+    """A stopped run's agent, if it had been sent one, is told to cancel its job."""
+    if run["agent_name"] is not None and int(run["attempt"]) > 0:
+        await outbox.enqueue(tx, cancel(run["id"], run["agent_name"], int(run["attempt"])), now=at)

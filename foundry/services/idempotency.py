@@ -40,6 +40,7 @@ class Reply:
 
 
 Action = Callable[[], Awaitable[Reply]]
+Redact = Callable[[Any], Any]
 
 
 def fingerprint(method: str, path: str, body: bytes) -> str:
@@ -58,7 +59,11 @@ class Idempotency:
         self._wait_s = wait_s
         self._done: dict[tuple[str, str], asyncio.Event] = {}
 
-    async def execute(self, scope: str, key: str, fingerprint: str, action: Action) -> Reply:
+    async def execute(
+        self, scope: str, key: str, fingerprint: str, action: Action, *, stored: Redact | None = None
+    ) -> Reply:
+        """Run `action` once for this key. `stored` shapes what is kept for replays (a new
+        token is answered once and never stored)."""
         holder = str(uuid.uuid4())
         found = await self._reserve_or_wait(scope, key, fingerprint, holder)
         if found is not None:
@@ -73,8 +78,9 @@ class Idempotency:
         if reply.status >= 500:
             await self._db.transaction(lambda tx: keys.release(tx, scope, key, holder=holder))
         else:
+            body = reply.body if stored is None else stored(reply.body)
             await self._db.transaction(
-                lambda tx: keys.complete(tx, scope, key, holder=holder, status=reply.status, body=reply.body)
+                lambda tx: keys.complete(tx, scope, key, holder=holder, status=reply.status, body=body)
             )
         self._wake(scope, key)
         return reply

@@ -21,7 +21,7 @@ from foundry.db.database import Database
 from foundry.db.tx import Tx
 from foundry.domain import approvals, triggers
 from foundry.domain.statuses import RunStatus
-from foundry.services import decisions
+from foundry.services import decisions, effects
 
 log = logs.get("foundry.intake")
 
@@ -156,10 +156,11 @@ def _new_run(intent: triggers.OpenRun, now: datetime) -> runs.NewRun:
 
 async def _stop(tx: Tx, d: deliveries.NewDelivery, intent: triggers.StopRun) -> IntakeResult:
     event = runs.NewEvent("stopped", d.received_at, intent.actor.describe(), {"reason": intent.reason}, d.id)
-    run_id = await runs.stop_active(tx, intent.issue_id, event, label_ids=intent.removed_label_ids)
-    if run_id is None:
+    stopped = await runs.stop_active(tx, intent.issue_id, event, label_ids=intent.removed_label_ids)
+    if stopped is None:
         return await _recorded(tx, d, IntakeResult("ignored", reason="no active run to stop"))
-    return await _recorded(tx, d, IntakeResult("cancelled", run_id))
+    await effects.after_stop(tx, stopped, d.received_at)
+    return await _recorded(tx, d, IntakeResult("cancelled", stopped["id"]))
 
 
 async def _add_prompt(tx: Tx, d: deliveries.NewDelivery, intent: triggers.AddPrompt) -> IntakeResult:

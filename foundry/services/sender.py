@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
 from foundry import logs
+from foundry.clients.agents import GitHubActionsClient, WebhookAgentClient
 from foundry.clients.errors import OutboundError
 from foundry.clients.linear import LinearClient
 from foundry.clients.slack import SlackClient
-from foundry.db import leases, outbox
+from foundry.db import agents, leases, outbox
 from foundry.db.database import Database
 from foundry.domain import backoff
 from foundry.services import effects
@@ -34,6 +36,8 @@ class Sender:
         *,
         linear: LinearClient | None,
         slack: SlackClient | None,
+        webhook_agents: WebhookAgentClient | None = None,
+        github: GitHubActionsClient | None = None,
         owner: str,
         lease: timedelta,
         max_attempts: int,
@@ -42,6 +46,8 @@ class Sender:
         self._db = db
         self._linear = linear
         self._slack = slack
+        self._webhook_agents = webhook_agents
+        self._github = github
         self._owner = owner
         self._ttl = lease
         self._max_attempts = max_attempts
@@ -123,7 +129,56 @@ class Sender:
         if kind == effects.SLACK_UPDATE:
             self._update(payload)
             return None
+        if kind in (effects.AGENT_DISPATCH, effects.AGENT_CANCEL):
+            return self._to_agent(row)
         raise Skip(f"unknown effect kind {kind}")
+
+    def _to_agent(self, row: Mapping[str, Any]) -> dict[str, Any] | None:
+        """A job (or its cancellation) to the agent, keyed `<run_id>:<attempt>` for its dedup."""
+        payload = row["payload"]
+        agent = self._db.transaction_sync(lambda tx: agents.by_name(tx, payload["agent"]), write=False)
+        if agent is None:
+            raise Skip(f"agent {payload['agent']} no longer exists")
+        run_id, attempt = row["run_id"], payload["attempt"]
+        cancel = row["kind"] == effects.AGENT_CANCEL
+        body = {"type": "cancel", "run_id": run_id, "attempt": attempt} if cancel else payload["job"]
+        key = f"{run_id}:{attempt}" + (":cancel" if cancel else "")
+        if agent["provider"] == "manual":
+            return {"manual": True}  # recorded for a person, who reports the PR
+        if agent["provider"] == "github_actions":
+            return self._workflow(agent, body, key, cancel)
+        signing_key = self._db.transaction_sync(
+            lambda tx: agents.active_token_hash(tx, agent["id"]), write=False
+        )
+        if signing_key is None:
+            raise OutboundError(
+                "agent", f"agent {agent['name']} has no active token to sign with", retryable=True
+            )
+        self._client("agents").send(
+            endpoint=agent["endpoint"], body=body, idempotency_key=key, signing_key=signing_key
+        )
+        return {"idempotency_key": key}
+
+    def _workflow(
+        self, agent: Mapping[str, Any], body: dict[str, Any], key: str, cancel: bool
+    ) -> dict[str, Any]:
+        if cancel:
+            return {"note": "a workflow run is not cancelled by Foundry; the job's run has ended"}
+        config = agent["config"]
+        inputs = {
+            "run_id": str(body["run_id"]),
+            "attempt": str(body["attempt"]),
+            "branch": body["branch"],
+            "callback_url": body["callback_url"],
+            "job": json.dumps(body),
+        }
+        self._client("github").dispatch_workflow(
+            repository=config["repository"],
+            workflow=config["workflow"],
+            ref=config.get("ref", "main"),
+            inputs=inputs,
+        )
+        return {"idempotency_key": key, "workflow": config["workflow"]}
 
     def _update(self, payload: Mapping[str, Any]) -> None:
         original = self._db.transaction_sync(lambda tx: outbox.find(tx, payload["message_key"]), write=False)
@@ -137,7 +192,12 @@ class Sender:
         )
 
     def _client(self, service: str) -> Any:
-        client = self._linear if service == "linear" else self._slack
+        client = {
+            "linear": self._linear,
+            "slack": self._slack,
+            "agents": self._webhook_agents,
+            "github": self._github,
+        }[service]
         if client is None:
             if service not in self._warned:
                 self._warned.add(service)

@@ -11,7 +11,7 @@ from starlette.responses import JSONResponse, Response
 from foundry.domain.triggers import Decision
 from foundry.errors import BadRequest, NotConfigured, Unauthorized
 from foundry.services import idempotency
-from foundry.services.idempotency import Action, Reply
+from foundry.services.idempotency import Action, Redact, Reply
 from foundry.web import context
 from foundry.web.body import read_capped
 
@@ -62,7 +62,7 @@ async def retry(request: Request) -> Response:
     async def act() -> Reply:
         return Reply(201, await foundry.operator.retry(run_id, actor))
 
-    return await _idempotent(request, "retry", raw, act)
+    return await idempotent(request, "retry", raw, act)
 
 
 async def _decision(request: Request, decision: Decision) -> Response:
@@ -73,7 +73,7 @@ async def _decision(request: Request, decision: Decision) -> Response:
     async def act() -> Reply:
         return Reply(200, await foundry.operator.decide(run_id, decision, actor))
 
-    return await _idempotent(request, decision.value, raw, act)
+    return await idempotent(request, decision.value, raw, act)
 
 
 async def _action_input(request: Request) -> tuple[str, bytes, str]:
@@ -90,7 +90,15 @@ async def _action_input(request: Request) -> tuple[str, bytes, str]:
     return request.path_params["run_id"], raw, actor
 
 
-async def _idempotent(request: Request, action: str, raw: bytes, act: Action) -> Response:
+async def idempotent(
+    request: Request,
+    action: str,
+    raw: bytes,
+    act: Action,
+    *,
+    scope: str | None = None,
+    stored: Redact | None = None,
+) -> Response:
     """Run `act` once per Idempotency-Key (when given) and answer what it answered."""
     key = request.headers.get("idempotency-key")
     if key is None:
@@ -98,8 +106,8 @@ async def _idempotent(request: Request, action: str, raw: bytes, act: Action) ->
     else:
         if not 0 < len(key) <= 255:
             raise BadRequest("The Idempotency-Key must be 1 to 255 characters.")
-        scope = f"POST /api/runs/{{id}}/{action}"
-        print_ = idempotency.fingerprint("POST", request.url.path, raw)
-        reply = await context.container(request).idempotency.execute(scope, key, print_, act)
+        scope = scope or f"POST /api/runs/{{id}}/{action}"
+        print_ = idempotency.fingerprint(request.method, request.url.path, raw)
+        reply = await context.container(request).idempotency.execute(scope, key, print_, act, stored=stored)
     headers = {"Idempotent-Replayed": "true"} if reply.replayed else None
     return JSONResponse(reply.body, status_code=reply.status, headers=headers)

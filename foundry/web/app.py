@@ -11,7 +11,7 @@ from starlette.routing import Route
 
 from foundry import logs, wiring
 from foundry import settings as settings_module
-from foundry.web import api, errors, health, linear, slack
+from foundry.web import agents, api, errors, health, linear, slack
 
 
 def create_app(container: wiring.Container, *, clock: Callable[[], datetime] | None = None) -> Starlette:
@@ -34,6 +34,11 @@ def create_app(container: wiring.Container, *, clock: Callable[[], datetime] | N
             Route("/api/runs/{run_id}/reject", api.reject, methods=["POST"]),
             Route("/api/runs/{run_id}/stop", api.stop, methods=["POST"]),
             Route("/api/runs/{run_id}/retry", api.retry, methods=["POST"]),
+            Route("/api/runs/{run_id}/events", agents.run_event, methods=["POST"]),
+            Route("/api/agents", agents.list_agents, methods=["GET"]),
+            Route("/api/agents", agents.add_agent, methods=["POST"]),
+            Route("/api/agents/{name}/tokens", agents.issue_token, methods=["POST"]),
+            Route("/api/agents/{name}/tokens", agents.revoke_tokens, methods=["DELETE"]),
             Route("/webhooks/slack", slack.receive, methods=["POST"]),
         ],
         exception_handlers=errors.HANDLERS,
