@@ -74,7 +74,7 @@ def test_twelve_concurrent_token_issues_leave_exactly_one_active_token(
         assert response.status_code != 500
         if response.status_code == 409:
             assert response.json()["error"].endswith(".")
-    for code, out, err in finished:
+    for code, _out, err in finished:
         assert code in (0, 1, 2), err
         assert code == 0 or "foundry:" in err
     assert sql("SELECT count(*) FROM agent_tokens WHERE revoked_at IS NULL") == 1

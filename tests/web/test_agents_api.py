@@ -119,7 +119,8 @@ def test_an_agent_reports_progress_and_its_pr(
     other = events(client, run_id, token, kind="pr_opened", pr_number=999, pr_url="https://x/999")
     assert other.status_code == 409  # one run has at most one PR
     kinds = sql(
-        f"SELECT count(*) FROM run_events WHERE run_id = '{run_id}' AND kind IN ('agent_started', 'agent_progress')"
+        f"SELECT count(*) FROM run_events WHERE run_id = '{run_id}' "
+        "AND kind IN ('agent_started', 'agent_progress')"
     )
     assert kinds == 2
 
