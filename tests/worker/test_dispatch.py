@@ -130,8 +130,8 @@ def test_the_sender_posts_the_job_signed_and_keyed_by_run_and_attempt(
 def test_a_stop_tells_the_agent_to_cancel(
     db: database.Database, make_dispatch: Callable[..., Dispatch], sql: Callable[[str], Any]
 ) -> None:
-    from foundry.services import decisions
     from foundry.domain.triggers import Decision
+    from foundry.services import decisions
 
     agentkit.register(db, endpoint=ENDPOINT)
     run_id = agentkit.approved_run(db)
