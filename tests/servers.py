@@ -64,9 +64,9 @@ def foundry_env(**values: str) -> dict[str, str]:
 
 
 @contextmanager
-def foundry_web(env: dict[str, str], *, workers: int, log: Path) -> Iterator[str]:
+def foundry_web(env: dict[str, str], *, workers: int, log: Path, port: int | None = None) -> Iterator[str]:
     """`foundry web --workers N` as a real process tree; yields its base URL once it is ready."""
-    port = free_port()
+    port = port or free_port()
     with log.open("wb") as sink:
         process = subprocess.Popen(
             foundry_command("web", "--workers", str(workers), "--port", str(port)),

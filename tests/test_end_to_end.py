@@ -1,4 +1,4 @@
-"""`foundry web` and two `foundry worker` processes: a labelled issue to `approved`, effects once."""
+"""`foundry web` and two `foundry worker` processes: a labelled issue to a PR, every effect once."""
 
 from __future__ import annotations
 
@@ -14,9 +14,11 @@ from urllib.parse import urlencode
 import httpx
 import pytest
 
+from foundry.db import database
 from foundry.domain import effects
 from foundry.inbound import signatures
-from tests import servers
+from tests import agentkit, servers
+from tests.agentkit import AgentServer
 from tests.conftest import API_TOKEN, LINEAR_SECRET
 from tests.factories import FIXTURES, linear_body, linear_request
 from tests.fakes import Providers
@@ -57,10 +59,25 @@ def click_approve(run_id: str) -> tuple[bytes, dict[str, str]]:
     }
 
 
-def test_web_and_two_workers_take_an_issue_to_approved_with_every_effect_once(
-    db_url: str, providers: tuple[Providers, str], tmp_path: Path, sql: Callable[[str], Any]
+@pytest.fixture
+def agent_server() -> Iterator[tuple[AgentServer, str]]:
+    server = AgentServer()
+    with servers.in_thread(server.app) as base:
+        yield server, base
+
+
+def test_web_and_two_workers_take_an_issue_to_a_pull_request_with_every_effect_once(
+    db_url: str,
+    providers: tuple[Providers, str],
+    agent_server: tuple[AgentServer, str],
+    tmp_path: Path,
+    sql: Callable[[str], Any],
 ) -> None:
     fake, base = providers
+    agent, agent_base = agent_server
+    db = database.Database(db_url)
+    token = agentkit.register(db, endpoint=f"{agent_base}/jobs")
+    db.engine.dispose()
     config = tmp_path / "foundry.toml"
     config.write_text(CONFIG)
     env = servers.foundry_env(
@@ -74,6 +91,8 @@ def test_web_and_two_workers_take_an_issue_to_approved_with_every_effect_once(
         FOUNDRY_SLACK_BOT_TOKEN="xoxb-test",
         FOUNDRY_SLACK_API_URL=f"{base}/slack",
     )
+    port = servers.free_port()
+    env["FOUNDRY_PUBLIC_URL"] = f"http://127.0.0.1:{port}"  # the callback URL the agent is given
     workers = [
         subprocess.Popen(
             servers.foundry_command("worker"),
@@ -84,7 +103,7 @@ def test_web_and_two_workers_take_an_issue_to_approved_with_every_effect_once(
         for n in range(2)
     ]
     try:
-        with servers.foundry_web(env, workers=1, log=tmp_path / "web.log") as web:
+        with servers.foundry_web(env, workers=1, log=tmp_path / "web.log", port=port) as web:
             raw, headers = linear_request(linear_body("linear_issue_create_labeled"), secret=LINEAR_SECRET)
             for _ in range(3):  # Linear redelivers: still one run
                 opened = httpx.post(f"{web}/webhooks/linear", content=raw, headers=headers)
@@ -98,15 +117,27 @@ def test_web_and_two_workers_take_an_issue_to_approved_with_every_effect_once(
                 deadline_s=30,
                 what="the decision's comment and message edit",
             )
+            servers.wait_until(lambda: agent.logical_jobs == 1, deadline_s=30, what="the agent's job")
+            job = json.loads(agent.requests[0]["body"])
+            pr = {"kind": "pr_opened", "pr_number": 318, "pr_url": "https://github.com/acme/app/pull/318"}
+            for _ in range(2):  # the agent retries its report: still one PR, one comment
+                reported = httpx.post(
+                    job["callback_url"], json=pr, headers={"Authorization": f"Bearer {token}"}
+                )
+                assert reported.status_code == 202, reported.text
+            servers.wait_until(lambda: len(fake.comments) == 3, deadline_s=30, what="the PR comment")
     finally:
         for worker in workers:
             worker.send_signal(signal.SIGTERM)
         assert [worker.wait(15) for worker in workers] == [0, 0]
-    assert sql(f"SELECT status FROM foundry_runs WHERE id = '{run_id}'") == "approved"
+    assert sql(f"SELECT status FROM foundry_runs WHERE id = '{run_id}'") == "pr_open"
+    assert job["branch"] == f"foundry/eng-42-{run_id.replace('-', '')[:8]}"
+    assert agent.requests[0]["headers"]["idempotency-key"] == f"{run_id}:1"
     assert sql("SELECT count(*) FROM foundry_runs") == 1
     plan = effects.linear_comment_id(effects.key(run_id, "plan_comment"))
     approval = effects.linear_comment_id(effects.key(run_id, "decision_approved"))
-    assert fake.comments == {plan: 1, approval: 1}
+    opened = effects.linear_comment_id(effects.key(run_id, "pr_opened"))
+    assert fake.comments == {plan: 1, approval: 1, opened: 1}
     assert len(fake.slack_posts) == 1
     assert fake.slack_updates[0]["ts"] == "1795689000.000001"
     assert "approved by" in fake.slack_updates[0]["text"]
