@@ -82,4 +82,5 @@ def test_the_domain_is_standard_library_only() -> None:
             "uuid",
             "fnmatch",
             "functools",
+            "secrets",
         }, path.name
