@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -29,6 +30,8 @@ class NewAgent(_Model):
             for key in ("repository", "workflow"):
                 if not isinstance(self.config.get(key), str) or not self.config[key]:
                     raise ValueError(f"a github_actions agent needs config.{key}")
+            if not re.fullmatch(r"[\w.-]+/[\w.-]+", self.config["repository"]):
+                raise ValueError("config.repository must be owner/name")
         if any(not s or len(s) > 64 for s in self.subscriptions) or len(set(self.subscriptions)) != len(
             self.subscriptions
         ):

@@ -72,6 +72,8 @@ class Sender:
             return {"state": "skipped", "error": str(skipped)}
         except NotYet as waiting:
             return {"state": "pending", "error": str(waiting), "retry_after_s": 1.0, "counted": False}
+        except ValueError as exc:  # the effect itself is malformed (an agent's bad config): never sendable
+            return {"state": "failed", "error": str(exc)}
         except OutboundError as exc:
             final = not exc.retryable or row["attempts"] >= self._max_attempts
             return {
