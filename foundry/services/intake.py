@@ -1,20 +1,10 @@
-"""Linear intake: one delivery, one transaction, one outcome — exactly once.
-
-The effect runs first and the delivery is recorded last, in the same transaction. If the
-delivery was already recorded (a redelivery, or a concurrent copy that committed first), the
-whole transaction rolls back, effect included, and the caller hears `duplicate`. A delivery
-whose processing fails is therefore never marked seen, and the sender's retry still works.
-"""
+"""Linear intake: open, stop, decide or add to a run — through the exactly-once pipeline."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
-from foundry import logs
 from foundry.db import deliveries, runs
 from foundry.db import intake as intake_store
 from foundry.db.database import Database
@@ -22,34 +12,13 @@ from foundry.db.tx import Tx
 from foundry.domain import approvals, triggers
 from foundry.domain.statuses import RunStatus
 from foundry.services import decisions, effects
+from foundry.services.delivery import Delivery, Step, ignore, process, recorded
+from foundry.services.delivery import Result as IntakeResult
 
-log = logs.get("foundry.intake")
+__all__ = ["Delivery", "Intake", "IntakeResult"]
 
 # `runs.max_per_issue_per_day` counts runs opened in this trailing window.
 RUNAWAY_WINDOW = timedelta(days=1)
-
-
-@dataclass(frozen=True)
-class Delivery:
-    source: str
-    key: str
-    event: str
-    received_at: datetime
-
-
-@dataclass(frozen=True)
-class IntakeResult:
-    outcome: str
-    run_id: str | None = None
-    reason: str | None = None
-    changed: bool | None = None
-
-    @property
-    def ignored(self) -> bool:
-        return self.outcome == "ignored"
-
-
-Step = Callable[[Tx, deliveries.NewDelivery], Coroutine[Any, Any, IntakeResult]]
 
 
 class Intake:
@@ -61,31 +30,7 @@ class Intake:
         self._max_runs_per_day = max_runs_per_day
 
     async def handle(self, delivery: Delivery, intent: triggers.Intent) -> IntakeResult:
-        new = deliveries.NewDelivery(
-            # The event name is a label for people (its column holds 64): shorten, never fail.
-            str(uuid.uuid4()),
-            delivery.source,
-            delivery.key,
-            delivery.event[:64],
-            delivery.received_at,
-        )
-        step = self._step_for(intent)
-        try:
-            result = await self._db.transaction(lambda tx: step(tx, new))
-        except intake_store.AlreadyRecorded:
-            result = await self._db.transaction(
-                lambda tx: _duplicate(tx, delivery.source, delivery.key), write=False
-            )
-        log.info(
-            "delivery.accepted",
-            source=delivery.source,
-            delivery_id=delivery.key,
-            delivery_event=delivery.event,
-            outcome=result.outcome,
-            run_id=result.run_id,
-            reason=result.reason,
-        )
-        return result
+        return await process(self._db, delivery, self._step_for(intent))
 
     def _step_for(self, intent: triggers.Intent) -> Step:
         if isinstance(intent, triggers.OpenRun):
@@ -96,8 +41,7 @@ class Intake:
             return lambda tx, d: self._decide(tx, d, intent)
         if isinstance(intent, triggers.AddPrompt):
             return lambda tx, d: _add_prompt(tx, d, intent)
-        ignored = IntakeResult("ignored", reason=intent.reason)
-        return lambda tx, d: _recorded(tx, d, ignored)
+        return ignore(intent.reason)
 
     async def _open(self, tx: Tx, d: deliveries.NewDelivery, intent: triggers.OpenRun) -> IntakeResult:
         now = d.received_at
@@ -111,7 +55,7 @@ class Intake:
         if opening is not None:
             return IntakeResult("opened" if opening.opened else "attached", opening.run_id)
         guard = f"runaway guard: {self._max_runs_per_day} runs for this issue in the last 24 hours"
-        return await _recorded(tx, d, IntakeResult("ignored", reason=guard))
+        return await recorded(tx, d, IntakeResult("ignored", reason=guard))
 
     async def _decide(
         self, tx: Tx, d: deliveries.NewDelivery, intent: triggers.Decide | triggers.SlackDecide
@@ -132,9 +76,9 @@ class Intake:
                 tx, run_id, intent.decision, decider, at=d.received_at, delivery_id=d.id
             )
         if decided is None:
-            return await _recorded(tx, d, IntakeResult("ignored", reason="no active run to decide"))
+            return await recorded(tx, d, IntakeResult("ignored", reason="no active run to decide"))
         result = IntakeResult("decided", decided.run_id, reason=decided.reason, changed=decided.changed)
-        return await _recorded(tx, d, result, refused=decided.refused)
+        return await recorded(tx, d, result, refused=decided.refused)
 
 
 def _new_run(intent: triggers.OpenRun, now: datetime) -> runs.NewRun:
@@ -158,15 +102,15 @@ async def _stop(tx: Tx, d: deliveries.NewDelivery, intent: triggers.StopRun) -> 
     event = runs.NewEvent("stopped", d.received_at, intent.actor.describe(), {"reason": intent.reason}, d.id)
     stopped = await runs.stop_active(tx, intent.issue_id, event, label_ids=intent.removed_label_ids)
     if stopped is None:
-        return await _recorded(tx, d, IntakeResult("ignored", reason="no active run to stop"))
+        return await recorded(tx, d, IntakeResult("ignored", reason="no active run to stop"))
     await effects.after_stop(tx, stopped, d.received_at)
-    return await _recorded(tx, d, IntakeResult("cancelled", stopped["id"]))
+    return await recorded(tx, d, IntakeResult("cancelled", stopped["id"]))
 
 
 async def _add_prompt(tx: Tx, d: deliveries.NewDelivery, intent: triggers.AddPrompt) -> IntakeResult:
     run_id = await runs.active_id(tx, intent.issue_id)
     if run_id is None:
-        return await _recorded(tx, d, IntakeResult("ignored", reason="no active run for this prompt"))
+        return await recorded(tx, d, IntakeResult("ignored", reason="no active run for this prompt"))
     await runs.append_event(
         tx,
         run_id,
@@ -178,19 +122,4 @@ async def _add_prompt(tx: Tx, d: deliveries.NewDelivery, intent: triggers.AddPro
             d.id,
         ),
     )
-    return await _recorded(tx, d, IntakeResult("updated", run_id))
-
-
-async def _recorded(
-    tx: Tx, d: deliveries.NewDelivery, result: IntakeResult, *, refused: bool = False
-) -> IntakeResult:
-    """Record the delivery with the verdict of its effect; a second copy rolls both back."""
-    verdict = "refused" if refused else result.outcome
-    if not await deliveries.record(tx, d, verdict=verdict, run_id=result.run_id, reason=result.reason):
-        raise intake_store.AlreadyRecorded
-    return result
-
-
-async def _duplicate(tx: Tx, source: str, key: str) -> IntakeResult:
-    seen = await deliveries.find(tx, source, key)
-    return IntakeResult("duplicate", seen["run_id"] if seen else None)
+    return await recorded(tx, d, IntakeResult("updated", run_id))
