@@ -25,6 +25,7 @@ from foundry.services import (
 from foundry.services.agent_events import AgentEvents
 from foundry.services.agents import Agents
 from foundry.services.jobs import Jobs
+from foundry.services.pulls import Pulls
 from foundry.settings import Settings
 from foundry.worker import runner
 
@@ -43,6 +44,7 @@ class Container:
     idempotency: idempotency.Idempotency
     agents: Agents
     agent_events: AgentEvents
+    pulls: Pulls
 
 
 def build(settings: Settings) -> Container:
@@ -61,6 +63,13 @@ def build(settings: Settings) -> Container:
         agents=Agents(db, clock=utcnow),
         agent_events=AgentEvents(
             db, jobs=jobs(settings), max_retries=settings.remediation.max_retries, clock=utcnow
+        ),
+        pulls=Pulls(
+            db,
+            jobs=jobs(settings),
+            max_retries=settings.remediation.max_retries,
+            max_cost_per_issue=settings.budget.max_cost_per_issue,
+            clock=utcnow,
         ),
     )
 

@@ -89,3 +89,34 @@ def slack_request(
         "X-Slack-Signature": "v0=" + signatures.hex_hmac(secret, b"v0:" + stamp.encode() + b":" + raw),
     }
     return raw, headers
+
+
+GITHUB_SECRET = "github-test-secret"
+
+
+def github_request(
+    name: str,
+    *,
+    run_id: str = "",
+    secret: str = GITHUB_SECRET,
+    delivery: str | None = None,
+    event: str | None = None,
+) -> tuple[bytes, dict[str, str]]:
+    """A GitHub fixture aimed at `run_id` (its branch and `Foundry-Run:` marker), signed."""
+    text = (FIXTURES / f"{name}.json").read_text()
+    if run_id:
+        text = text.replace("RUNSHORT", run_id.replace("-", "")[:8]).replace("RUN_ID", run_id)
+    raw = json.dumps(json.loads(text)).encode()
+    kind = event or {
+        "github_ping": "ping",
+        "github_check_suite_failed": "check_suite",
+        "github_pull_request_review_changes_requested": "pull_request_review",
+    }.get(name, "pull_request")
+    headers = {
+        "Content-Type": "application/json",
+        "X-GitHub-Event": kind,
+        "X-GitHub-Delivery": delivery or str(uuid.uuid4()),
+        "X-GitHub-Hook-ID": "498765432",
+        "X-Hub-Signature-256": "sha256=" + signatures.hex_hmac(secret, raw),
+    }
+    return raw, headers

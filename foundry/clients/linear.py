@@ -18,6 +18,12 @@ mutation CreateComment($id: String!, $issueId: String!, $body: String!) {
 }
 """.strip()
 
+ATTACH = """
+mutation Attach($issueId: String!, $url: String!, $title: String!) {
+  attachmentCreate(input: {issueId: $issueId, url: $url, title: $title}) { success }
+}
+""".strip()
+
 ISSUE = """
 query Issue($id: String!) { issue(id: $id) { id identifier title description url } }
 """.strip()
@@ -55,6 +61,16 @@ class LinearClient:
             self._raise_for_errors(errors, response)
         http.check_status(SERVICE, response)
         _check_created(response)
+
+    def attach(self, *, issue_id: str, url: str, title: str) -> None:
+        """Attach `url` to the issue. Linear keeps one attachment per URL per issue and updates
+        it on a repeat, so a retried attach is harmless."""
+        payload = {"query": ATTACH, "variables": {"issueId": issue_id, "url": url, "title": title}}
+        response = http.send(self._client, SERVICE, "POST", self._url, json=payload)
+        errors = _graphql_errors(response)
+        if errors:
+            self._raise_for_errors(errors, response)
+        http.check_status(SERVICE, response)
 
     def issue(self, issue_id: str) -> dict[str, Any]:
         """The issue's id, identifier, title, description and url (a comment's payload lacks them)."""

@@ -80,6 +80,9 @@ _SERVER_DEFAULTED = {
     "lease_expires_at",
     "pr_number",
     "pr_url",
+    "pr_repository",
+    "pr_head_sha",
+    "pr_checked_sha",
 }
 _INSERT_RUN = {
     "postgresql": _insert_unless_active(postgresql.insert),
@@ -286,3 +289,34 @@ async def running_on(tx: Tx, agent_name: str, subscription: str) -> Sequence[Row
         R.c.agent_name == agent_name, R.c.agent_subscription == subscription, R.c.status == "agent_running"
     )
     return await tx.rows(stmt)
+
+
+async def by_short_id(tx: Tx, short_id: str) -> Row | None:
+    """The run whose id starts with an 8-hex-digit short id (the branch name carries it)."""
+    return await txm.first(tx, sa.select(R).where(R.c.id.like(f"{short_id}%")).with_for_update())
+
+
+async def by_pull_request(tx: Tx, repository: str, number: int) -> Row | None:
+    stmt = sa.select(R).where(R.c.pr_repository == repository, R.c.pr_number == number)
+    return await txm.first(tx, stmt.order_by(R.c.created_at.desc()).limit(1).with_for_update())
+
+
+async def awaiting_pr(tx: Tx, identifiers: Sequence[str]) -> Row | None:
+    """The run of one of these issues still waiting for its PR (dispatched, none yet)."""
+    if not identifiers:
+        return None
+    stmt = sa.select(R).where(
+        R.c.linear_identifier.in_(list(identifiers)), R.c.status == "agent_running", R.c.pr_number.is_(None)
+    )
+    return await txm.first(tx, stmt.order_by(R.c.created_at).limit(1).with_for_update())
+
+
+async def update(tx: Tx, run_id: str, values: Mapping[str, Any]) -> None:
+    await tx.rows(sa.update(R).where(R.c.id == run_id).values(**dict(values)))
+
+
+async def issue_cost(tx: Tx, linear_issue_id: str) -> float:
+    stmt = sa.select(sa.func.coalesce(sa.func.sum(R.c.cost_usd), 0.0)).where(
+        R.c.linear_issue_id == linear_issue_id
+    )
+    return float(await txm.scalar(tx, stmt))

@@ -61,6 +61,10 @@ runs = sa.Table(
     sa.Column("lease_epoch", sa.Integer, nullable=False, server_default="0"),
     sa.Column("pr_number", sa.Integer),
     sa.Column("pr_url", sa.Text),
+    sa.Column("pr_repository", sa.String(255)),
+    sa.Column("pr_head_sha", sa.String(64)),
+    # The head the policy last checked: a push moves pr_head_sha, and the checker catches up.
+    sa.Column("pr_checked_sha", sa.String(64)),
     sa.Column("cost_usd", sa.Float, nullable=False, server_default="0"),
     # The last timeline sequence number; bumped by the same UPDATE that changes the run.
     sa.Column("event_seq", sa.Integer, nullable=False, server_default="0"),
@@ -75,6 +79,7 @@ runs = sa.Table(
     ),
     sa.Index("ix_runs_issue_created", "linear_issue_id", "created_at"),
     sa.Index("ix_runs_status", "status"),
+    sa.Index("ix_runs_pr", "pr_repository", "pr_number"),
 )
 
 deliveries = sa.Table(

@@ -33,3 +33,10 @@ def slack_valid(secret: str, body: bytes, timestamp: str | None, signature: str 
 def _same(expected: str, given: str) -> bool:
     """Constant-time, and over bytes: a header may hold any character, never a reason to fail."""
     return hmac.compare_digest(expected.encode(), given.encode("utf-8", "replace"))
+
+
+def github_valid(secret: str, body: bytes, signature: str | None) -> bool:
+    """`X-Hub-Signature-256`: `sha256=` + hex HMAC-SHA256 of the raw body."""
+    if not signature or not signature.startswith("sha256="):
+        return False
+    return _same(hex_hmac(secret, body), signature[7:].strip().lower())

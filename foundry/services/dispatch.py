@@ -130,7 +130,9 @@ async def redispatch(
     subscription: str | None,
     context: Mapping[str, Any] | None = None,
 ) -> bool:
-    """Send the run's agent a new attempt (same branch), compare-and-set on the current one."""
+    """Send the run's agent a new attempt (same branch), compare-and-set on the current one.
+
+    A run waiting on its PR goes back to `agent_running`: the agent works on the branch again."""
     attempt = int(run["attempt"])
     fresh = {**run, "attempt": attempt + 1, "agent_subscription": subscription}
     job = jobs.build(fresh, attempt=attempt + 1, subscription=subscription, context=context)
@@ -143,7 +145,7 @@ async def redispatch(
         attempt=attempt,
         status=run["status"],
         event=event,
-        values={"agent_subscription": subscription},
+        values={"agent_subscription": subscription, "status": RunStatus.AGENT_RUNNING.value},
     ):
         return False
     await outbox.enqueue(tx, effects.dispatch(run["id"], run["agent_name"], attempt + 1, job), now=now)

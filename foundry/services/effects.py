@@ -14,6 +14,7 @@ from foundry.domain.plans import Plan
 
 LINEAR_COMMENT, SLACK_MESSAGE, SLACK_UPDATE = "linear_comment", "slack_message", "slack_update"
 AGENT_DISPATCH, AGENT_CANCEL = "agent_dispatch", "agent_cancel"
+LINEAR_ATTACHMENT = "linear_attachment"
 
 
 def linear_comment(run: Mapping[str, Any], step: str, body: str, attempt: int = 0) -> Effect:
@@ -64,3 +65,9 @@ async def after_stop(tx: Tx, run: Mapping[str, Any], at: datetime) -> None:
     """A stopped run's agent, if it had been sent one, is told to cancel its job."""
     if run["agent_name"] is not None and int(run["attempt"]) > 0:
         await outbox.enqueue(tx, cancel(run["id"], run["agent_name"], int(run["attempt"])), now=at)
+
+
+def linear_attachment(run: Mapping[str, Any], url: str, title: str) -> Effect:
+    """The PR on the Linear issue: Linear upserts attachments by URL, and the key says once."""
+    payload = {"issue_id": run["linear_issue_id"], "url": url, "title": title}
+    return Effect(effects.key(run["id"], "pr_attachment"), LINEAR_ATTACHMENT, payload, run["id"])

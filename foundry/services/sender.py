@@ -119,6 +119,11 @@ class Sender:
                 comment_id=payload["comment_id"], issue_id=payload["issue_id"], body=payload["body"]
             )
             return {"comment_id": payload["comment_id"]}
+        if kind == effects.LINEAR_ATTACHMENT:
+            self._client("linear").attach(
+                issue_id=payload["issue_id"], url=payload["url"], title=payload["title"]
+            )
+            return {"url": payload["url"]}
         if kind == effects.SLACK_MESSAGE:
             posted = self._client("slack").post_message(
                 channel=payload["channel"],

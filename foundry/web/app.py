@@ -11,7 +11,7 @@ from starlette.routing import Route
 
 from foundry import logs, wiring
 from foundry import settings as settings_module
-from foundry.web import agents, api, errors, health, linear, slack
+from foundry.web import agents, api, errors, github, health, linear, slack
 
 
 def create_app(container: wiring.Container, *, clock: Callable[[], datetime] | None = None) -> Starlette:
@@ -40,6 +40,7 @@ def create_app(container: wiring.Container, *, clock: Callable[[], datetime] | N
             Route("/api/agents/{name}/tokens", agents.issue_token, methods=["POST"]),
             Route("/api/agents/{name}/tokens", agents.revoke_tokens, methods=["DELETE"]),
             Route("/webhooks/slack", slack.receive, methods=["POST"]),
+            Route("/webhooks/github", github.receive, methods=["POST"]),
         ],
         exception_handlers=errors.HANDLERS,
         lifespan=lifespan,

@@ -1,0 +1,192 @@
+"""GitHub pull requests: tie each to its run, follow it, and remediate — exactly once.
+
+A PR belongs to a run by, in order: the PR already recorded on a run; the head branch
+`foundry/<identifier>-<run short id>`; a `Foundry-Run: <id>` line in its body; the issue
+identifier in branch or title among runs still waiting for their PR. One run has at most one
+PR. CI failures and requested changes re-dispatch the agent on the same branch, within
+`remediation.max_retries` and `budget.max_cost_per_issue`; past either, the run needs a person.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any
+
+from foundry.db import deliveries, outbox, runs
+from foundry.db.database import Database
+from foundry.db.tx import Row, Tx
+from foundry.domain import pulls
+from foundry.domain.statuses import RunStatus, is_active
+from foundry.services import dispatch, effects
+from foundry.services.delivery import Delivery, Result, Step, ignore, process, recorded
+from foundry.services.jobs import Jobs
+
+NewDelivery = deliveries.NewDelivery
+
+
+class Pulls:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        jobs: Jobs,
+        max_retries: int,
+        max_cost_per_issue: float | None,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self._db = db
+        self._jobs = jobs
+        self._max_retries = max_retries
+        self._max_cost = max_cost_per_issue
+        self._clock = clock
+
+    async def handle(self, delivery: Delivery, intent: pulls.Intent) -> Result:
+        return await process(self._db, delivery, self._step_for(intent))
+
+    def _step_for(self, intent: pulls.Intent) -> Step:
+        if isinstance(intent, pulls.Ignore):
+            return ignore(intent.reason)
+        handlers: dict[type, Callable[..., Any]] = {
+            pulls.PrChanged: self._changed,
+            pulls.PrClosed: self._closed,
+            pulls.Remediate: self._remediate,
+        }
+        handler = handlers[type(intent)]
+
+        async def step(tx: Tx, d: NewDelivery) -> Result:
+            run, why_not = await _owner(tx, intent.pr)
+            if run is None:
+                return await recorded(tx, d, Result("ignored", reason=why_not))
+            result: Result = await handler(tx, d, run, intent)
+            return await recorded(tx, d, result)
+
+        return step
+
+    async def _changed(self, tx: Tx, d: NewDelivery, run: Row, intent: pulls.PrChanged) -> Result:
+        pr = intent.pr
+        values = {
+            "pr_number": pr.number,
+            "pr_url": pr.url,
+            "pr_repository": pr.repository,
+            "pr_head_sha": pr.head_sha,
+        }
+        first = run["pr_number"] is None
+        event = runs.NewEvent(
+            "pr_opened" if first else "pr_pushed",
+            d.received_at,
+            "github",
+            {"pr_number": pr.number, "head_sha": pr.head_sha, "action": intent.action},
+            d.id,
+        )
+        if run["status"] == RunStatus.AGENT_RUNNING:
+            await runs.transition(
+                tx,
+                run["id"],
+                expected=RunStatus.AGENT_RUNNING,
+                new=RunStatus.PR_OPEN,
+                event=event,
+                values=values,
+            )
+        else:
+            await runs.update(tx, run["id"], values)
+            await runs.append_event(tx, run["id"], event)
+        if first:
+            await _enqueue(
+                tx,
+                d.received_at,
+                effects.linear_comment(run, "pr_opened", f"**Pull request opened**: {pr.url}"),
+                effects.linear_attachment(run, pr.url, f"PR #{pr.number}: {pr.title or run['title']}"),
+            )
+        return Result("updated", run["id"], changed=True)
+
+    async def _closed(self, tx: Tx, d: NewDelivery, run: Row, intent: pulls.PrClosed) -> Result:
+        pr = intent.pr
+        outcome = RunStatus.MERGED if pr.merged else RunStatus.CLOSED
+        event = runs.NewEvent(outcome.value, d.received_at, "github", {"pr_number": pr.number}, d.id)
+        if not await runs.transition(tx, run["id"], expected=run["status"], new=outcome, event=event):
+            return Result("updated", run["id"], changed=False, reason=f"run is {run['status']}")
+        verb = "merged" if pr.merged else "closed without merging"
+        await _enqueue(
+            tx,
+            d.received_at,
+            effects.linear_comment(run, outcome.value, f"**Pull request {verb}**: {pr.url}"),
+        )
+        return Result("updated", run["id"], changed=True)
+
+    async def _remediate(self, tx: Tx, d: NewDelivery, run: Row, intent: pulls.Remediate) -> Result:
+        why = self._why_not_retry(run, await runs.issue_cost(tx, run["linear_issue_id"]))
+        if why is None:
+            context = {
+                "reason": intent.reason,
+                "details": intent.details,
+                "pr_url": intent.pr.url,
+                "head_sha": intent.pr.head_sha,
+            }
+            redone = await dispatch.redispatch(
+                tx,
+                self._jobs,
+                run,
+                now=d.received_at,
+                why=intent.reason,
+                subscription=run["agent_subscription"],
+                context=context,
+            )
+            return Result("updated", run["id"], changed=redone)
+        return await self._needs_person(tx, d, run, intent, why)
+
+    def _why_not_retry(self, run: Mapping[str, Any], spent: float) -> str | None:
+        if run["agent_name"] is None:
+            return "the run has no agent to send back"
+        if int(run["attempt"]) - 1 >= self._max_retries:
+            return f"the agent already retried {self._max_retries} times"
+        if self._max_cost is not None and spent >= self._max_cost:
+            return f"the issue's budget of ${self._max_cost:.2f} is spent (${spent:.2f})"
+        return None
+
+    async def _needs_person(
+        self, tx: Tx, d: NewDelivery, run: Row, intent: pulls.Remediate, why: str
+    ) -> Result:
+        if run["status"] != RunStatus.REVIEW_REQUIRED:
+            event = runs.NewEvent(
+                "needs_person", d.received_at, "foundry", {"reason": intent.reason, "why": why}, d.id
+            )
+            await runs.transition(
+                tx, run["id"], expected=run["status"], new=RunStatus.REVIEW_REQUIRED, event=event
+            )
+        body = f"**A person is needed** on {intent.pr.url}: {why} ({intent.reason.replace('_', ' ')})."
+        await _enqueue(tx, d.received_at, effects.linear_comment(run, "needs_person", body))
+        return Result("updated", run["id"], changed=False, reason=why)
+
+
+async def _owner(tx: Tx, pr: pulls.PullRequest) -> tuple[Row | None, str]:
+    """The active run this PR belongs to, or None and why not."""
+    run = await runs.by_pull_request(tx, pr.repository, pr.number) or await _linked(tx, pr)
+    if run is None:
+        return None, "no run is waiting for this pull request"
+    if run["pr_number"] is not None and (run["pr_number"], run["pr_repository"]) != (
+        pr.number,
+        pr.repository,
+    ):
+        return None, f"run {run['id']} already has PR #{run['pr_number']}"
+    if not is_active(run["status"]):
+        return None, f"run {run['id']} is {run['status']}"
+    return run, ""
+
+
+async def _linked(tx: Tx, pr: pulls.PullRequest) -> Row | None:
+    link = pulls.link(pr)
+    if link.short_id is not None:
+        run = await runs.by_short_id(tx, link.short_id)
+        if run is not None:
+            return run
+    if link.run_id is not None:
+        run = await runs.lock(tx, link.run_id)
+        if run is not None:
+            return run
+    return await runs.awaiting_pr(tx, link.identifiers)
+
+
+async def _enqueue(tx: Tx, now: datetime, *effects_: outbox.Effect) -> None:
+    for effect in effects_:
+        await outbox.enqueue(tx, effect, now=now)
