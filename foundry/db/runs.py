@@ -320,3 +320,20 @@ async def issue_cost(tx: Tx, linear_issue_id: str) -> float:
         R.c.linear_issue_id == linear_issue_id
     )
     return float(await txm.scalar(tx, stmt))
+
+
+async def fenced_update(
+    tx: Tx, run_id: str, lease: leases.Lease, values: Mapping[str, Any], event: NewEvent
+) -> bool:
+    """A lease holder's write that changes no status: fenced, and on the timeline."""
+    stmt = (
+        sa.update(R)
+        .where(*lease.fence(R, event.at))
+        .values(event_seq=R.c.event_seq + 1, updated_at=event.at, **dict(values))
+        .returning(R.c.event_seq)
+    )
+    seq = await txm.scalar(tx, stmt)
+    if seq is None:
+        return False
+    await _insert_event(tx, run_id, int(seq), event)
+    return True
