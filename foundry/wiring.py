@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from foundry.clients.agents import GitHubActionsClient, WebhookAgentClient
+from foundry.clients.github import GitHubClient
 from foundry.clients.linear import LinearClient
 from foundry.clients.models import AnthropicPlanner, OpenAIPlanner, Planner
 from foundry.clients.slack import SlackClient
@@ -25,7 +26,9 @@ from foundry.services import (
 from foundry.services.agent_events import AgentEvents
 from foundry.services.agents import Agents
 from foundry.services.jobs import Jobs
+from foundry.services.pr_checks import PrChecks
 from foundry.services.pulls import Pulls
+from foundry.services.reconciler import Reconciler
 from foundry.settings import Settings
 from foundry.worker import runner
 
@@ -52,11 +55,7 @@ def build(settings: Settings) -> Container:
     return Container(
         settings=settings,
         db=db,
-        intake=intake.Intake(
-            db,
-            approvers=settings.approvers(),
-            max_runs_per_day=settings.runs.max_per_issue_per_day,
-        ),
+        intake=_intake(settings, db),
         runs=runs.Runs(db),
         operator=operator.Operator(db, clock=utcnow),
         idempotency=idempotency.Idempotency(db, clock=utcnow),
@@ -105,7 +104,40 @@ def worker_loops(settings: Settings, db: Database, owner: str) -> list[runner.Lo
     dispatcher = dispatch.Dispatch(
         db, jobs=jobs(settings), agent=settings.dispatch.agent, owner=owner, lease=lease, clock=utcnow
     )
-    return [planner.plan_once, dispatcher.dispatch_once, outbox.send_once]
+    checks = PrChecks(
+        db,
+        github=github_reader(settings),
+        rules=settings.policy_rules(),
+        owner=owner,
+        lease=lease,
+        clock=utcnow,
+    )
+    reconciler = Reconciler(
+        db,
+        linear=linear_client(settings),
+        intake=_intake(settings, db),
+        label=settings.triggers.label,
+        clock=utcnow,
+    )
+    return [
+        planner.plan_once,
+        dispatcher.dispatch_once,
+        checks.check_once,
+        outbox.send_once,
+        reconciler.reconcile_once,
+    ]
+
+
+def _intake(settings: Settings, db: Database) -> intake.Intake:
+    return intake.Intake(
+        db, approvers=settings.approvers(), max_runs_per_day=settings.runs.max_per_issue_per_day
+    )
+
+
+def github_reader(settings: Settings) -> GitHubClient | None:
+    if settings.github_token is None:
+        return None
+    return GitHubClient(settings.github_token.get_secret_value(), base_url=settings.github_api_url)
 
 
 def jobs(settings: Settings) -> Jobs:

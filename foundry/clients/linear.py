@@ -24,6 +24,17 @@ mutation Attach($issueId: String!, $url: String!, $title: String!) {
 }
 """.strip()
 
+LABELLED = """
+query Labelled($label: String!, $after: String) {
+  issues(filter: {labels: {name: {eqIgnoreCase: $label}}}, first: 50, after: $after) {
+    nodes { id identifier title description url }
+    pageInfo { hasNextPage endCursor }
+  }
+}
+""".strip()
+# A bound on one reconciliation: 20 pages of 50 issues.
+MAX_PAGES = 20
+
 ISSUE = """
 query Issue($id: String!) { issue(id: $id) { id identifier title description url } }
 """.strip()
@@ -71,6 +82,32 @@ class LinearClient:
         if errors:
             self._raise_for_errors(errors, response)
         http.check_status(SERVICE, response)
+
+    def issues_with_label(self, label: str) -> list[dict[str, Any]]:
+        """Every issue carrying `label` (id, identifier, title, description, url)."""
+        found: list[dict[str, Any]] = []
+        after: str | None = None
+        for _ in range(MAX_PAGES):
+            page = self._query(LABELLED, {"label": label, "after": after})["issues"]
+            found += [node for node in page.get("nodes", []) if isinstance(node, dict)]
+            info = page.get("pageInfo") or {}
+            if not info.get("hasNextPage"):
+                break
+            after = info.get("endCursor")
+        return found
+
+    def _query(self, query: str, variables: dict[str, Any]) -> dict[str, Any]:
+        response = http.send(
+            self._client, SERVICE, "POST", self._url, json={"query": query, "variables": variables}
+        )
+        errors = _graphql_errors(response)
+        if errors:
+            self._raise_for_errors(errors, response)
+        http.check_status(SERVICE, response)
+        data = (http.json_object(response) or {}).get("data")
+        if not isinstance(data, dict):
+            raise OutboundError(SERVICE, "the answer has no data", retryable=False)
+        return data
 
     def issue(self, issue_id: str) -> dict[str, Any]:
         """The issue's id, identifier, title, description and url (a comment's payload lacks them)."""

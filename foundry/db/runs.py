@@ -337,3 +337,11 @@ async def fenced_update(
         return False
     await _insert_event(tx, run_id, int(seq), event)
     return True
+
+
+async def issues_with_runs(tx: Tx, linear_issue_ids: Sequence[str]) -> set[str]:
+    """Which of these issues have ever had a run."""
+    if not linear_issue_ids:
+        return set()
+    stmt = sa.select(R.c.linear_issue_id).where(R.c.linear_issue_id.in_(list(linear_issue_ids))).distinct()
+    return {str(row["linear_issue_id"]) for row in await tx.rows(stmt)}

@@ -71,6 +71,17 @@ async def process(db: Database, delivery: Delivery, step: Step) -> Result:
     return result
 
 
+def process_sync(db: Database, delivery: Delivery, step: Step) -> Result:
+    """`process` for synchronous callers (the worker): the same transaction, the same rules."""
+    new = deliveries.NewDelivery(
+        str(uuid.uuid4()), delivery.source, delivery.key, delivery.event[:64], delivery.received_at
+    )
+    try:
+        return db.transaction_sync(lambda tx: step(tx, new))
+    except intake_store.AlreadyRecorded:
+        return db.transaction_sync(lambda tx: _duplicate(tx, delivery.source, delivery.key), write=False)
+
+
 async def recorded(tx: Tx, d: deliveries.NewDelivery, result: Result, *, refused: bool = False) -> Result:
     """Record the delivery with the verdict of its effect; a second copy rolls both back."""
     verdict = "refused" if refused else result.outcome

@@ -12,7 +12,7 @@ from foundry.db.tx import Tx
 from foundry.domain import approvals, triggers
 from foundry.domain.statuses import RunStatus
 from foundry.services import decisions, effects
-from foundry.services.delivery import Delivery, Step, ignore, process, recorded
+from foundry.services.delivery import Delivery, Step, ignore, process, process_sync, recorded
 from foundry.services.delivery import Result as IntakeResult
 
 __all__ = ["Delivery", "Intake", "IntakeResult"]
@@ -31,6 +31,9 @@ class Intake:
 
     async def handle(self, delivery: Delivery, intent: triggers.Intent) -> IntakeResult:
         return await process(self._db, delivery, self._step_for(intent))
+
+    def handle_sync(self, delivery: Delivery, intent: triggers.Intent) -> IntakeResult:
+        return process_sync(self._db, delivery, self._step_for(intent))
 
     def _step_for(self, intent: triggers.Intent) -> Step:
         if isinstance(intent, triggers.OpenRun):
