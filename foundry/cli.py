@@ -74,6 +74,9 @@ def _parser() -> argparse.ArgumentParser:
         acting.add_argument("--actor", default=os.environ.get("USER") or "operator")
         acting.add_argument("--json", action="store_true")
         acting.set_defaults(handler=_runs_act, action=action)
+    commands.add_parser("demo", help="the whole story offline, then the run's timeline").set_defaults(
+        handler=_demo
+    )
     _agents_commands(commands)
     return parser
 
@@ -100,6 +103,12 @@ def _agents_commands(commands: Any) -> None:
     revoke = agents.add_parser("revoke", help="revoke the agent's token")
     revoke.add_argument("name")
     revoke.set_defaults(handler=_agents_revoke)
+
+
+def _demo(settings: Settings, args: argparse.Namespace) -> int:
+    from foundry import demo
+
+    return demo.run()
 
 
 def _agents_add(settings: Settings, args: argparse.Namespace) -> int:
