@@ -202,3 +202,28 @@ def test_a_malformed_delivery_is_a_400(gh: TestClient) -> None:
         "X-Hub-Signature-256": "sha256=" + signatures.hex_hmac(GITHUB_SECRET, raw),
     }
     assert gh.post("/webhooks/github", content=raw, headers=headers).status_code == 400
+
+
+def test_merged_the_run_is_commented_once_attached_once_and_its_agent_loses_access(
+    gh: TestClient, db: database.Database, sql: Callable[[str], Any]
+) -> None:
+    token = agentkit.register(db)
+    run_id = agentkit.running_run(db, "coder")
+    post(gh, "github_pull_request_opened", run_id)
+    assert (
+        gh.post(
+            f"/api/runs/{run_id}/events",
+            json={"kind": "progress"},
+            headers={"Authorization": f"Bearer {token}"},
+        ).status_code
+        == 202
+    )
+    post(gh, "github_pull_request_closed_merged", run_id)
+    post(gh, "github_pull_request_closed_merged", run_id)  # GitHub sends it again (a new GUID)
+    assert status(sql, run_id) == "merged"
+    assert effects_of(sql, run_id, "merged") == 1
+    assert effects_of(sql, run_id, "pr_attachment") == 1
+    refused = gh.post(
+        f"/api/runs/{run_id}/events", json={"kind": "progress"}, headers={"Authorization": f"Bearer {token}"}
+    )
+    assert refused.status_code == 403  # the run's grant to its agent ended with the run
