@@ -17,6 +17,7 @@ from foundry.db import migrate
 from foundry.domain.triggers import Decision
 from foundry.errors import FoundryError, NotFound
 from foundry.inbound import agents as agent_bodies
+from foundry.services import deliveries as delivery_reads
 from foundry.settings import Settings
 from foundry.worker import runner
 
@@ -78,6 +79,7 @@ def _parser() -> argparse.ArgumentParser:
         handler=_demo
     )
     _agents_commands(commands)
+    _deliveries_commands(commands)
     return parser
 
 
@@ -321,6 +323,38 @@ def _runs_show(settings: Settings, args: argparse.Namespace) -> int:
     ]
     print(_table(["#", "AT", "EVENT", "ACTOR", "DETAIL"], rows))
     print(f"\n{len(story['deliveries'])} deliveries attached")
+    return 0
+
+
+def _deliveries_commands(commands: Any) -> None:
+    deliveries = commands.add_parser("deliveries", help="inbound webhook deliveries").add_subparsers(
+        dest="deliveries_command", required=True
+    )
+    listing = deliveries.add_parser("list", help="recent deliveries and their verdicts, newest first")
+    listing.add_argument("--source", choices=delivery_reads.SOURCES)
+    listing.add_argument("--limit", default="50")
+    listing.add_argument("--json", action="store_true")
+    listing.set_defaults(handler=_deliveries_list)
+
+
+def _deliveries_list(settings: Settings, args: argparse.Namespace) -> int:
+    query = {"source": args.source or "", "limit": args.limit}
+    found = wiring.build(settings).deliveries.list_sync(query)
+    if args.json:
+        print(json.dumps(found, indent=2))
+        return 0
+    rows = [
+        [
+            d["received_at"][:19].replace("T", " "),
+            d["source"],
+            d["event"],
+            d["verdict"],
+            (d["run_id"] or "-")[:8],
+            d["delivery_key"],
+        ]
+        for d in found["deliveries"]
+    ]
+    print(_table(["RECEIVED", "SOURCE", "EVENT", "VERDICT", "RUN", "KEY"], rows))
     return 0
 
 

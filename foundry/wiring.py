@@ -18,6 +18,7 @@ from foundry.services import (
     dispatch,
     idempotency,
     intake,
+    metrics,
     operator,
     planning,
     runs,
@@ -25,10 +26,12 @@ from foundry.services import (
 )
 from foundry.services.agent_events import AgentEvents
 from foundry.services.agents import Agents
+from foundry.services.deliveries import Deliveries
 from foundry.services.jobs import Jobs
 from foundry.services.pr_checks import PrChecks
 from foundry.services.pulls import Pulls
 from foundry.services.reconciler import Reconciler
+from foundry.services.retention import Retention
 from foundry.settings import Settings
 from foundry.worker import runner
 
@@ -48,6 +51,8 @@ class Container:
     agents: Agents
     agent_events: AgentEvents
     pulls: Pulls
+    deliveries: Deliveries
+    metrics: metrics.Metrics
 
 
 def build(settings: Settings) -> Container:
@@ -70,6 +75,8 @@ def build(settings: Settings) -> Container:
             max_cost_per_issue=settings.budget.max_cost_per_issue,
             clock=utcnow,
         ),
+        deliveries=Deliveries(db),
+        metrics=metrics.Metrics(db),
     )
 
 
@@ -125,6 +132,7 @@ def worker_loops(settings: Settings, db: Database, owner: str) -> list[runner.Lo
         checks.check_once,
         outbox.send_once,
         reconciler.reconcile_once,
+        Retention(db, clock=utcnow).prune_once,
     ]
 
 

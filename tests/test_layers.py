@@ -9,7 +9,8 @@ import pytest
 
 PACKAGE = Path(__file__).parents[1] / "foundry"
 OWNERS = {
-    "starlette": {"web"},
+    # The demo drives the real app in-process through starlette's test client.
+    "starlette": {"web", "demo"},
     "sqlalchemy": {"db"},
     "psycopg": {"db"},
     "psycopg_pool": {"db"},

@@ -11,7 +11,19 @@ from starlette.routing import Route
 
 from foundry import logs, wiring
 from foundry import settings as settings_module
-from foundry.web import agents, api, errors, github, health, linear, slack
+from foundry.web import (
+    agents,
+    api,
+    deliveries,
+    errors,
+    github,
+    health,
+    linear,
+    metrics,
+    openapi,
+    pages,
+    slack,
+)
 
 
 def create_app(container: wiring.Container, *, clock: Callable[[], datetime] | None = None) -> Starlette:
@@ -41,6 +53,11 @@ def create_app(container: wiring.Container, *, clock: Callable[[], datetime] | N
             Route("/api/agents/{name}/tokens", agents.revoke_tokens, methods=["DELETE"]),
             Route("/webhooks/slack", slack.receive, methods=["POST"]),
             Route("/webhooks/github", github.receive, methods=["POST"]),
+            Route("/api/deliveries", deliveries.list_deliveries, methods=["GET"]),
+            Route("/metrics", metrics.scrape, methods=["GET"]),
+            Route("/openapi.json", openapi.openapi, methods=["GET"]),
+            Route("/", pages.home, methods=["GET"]),
+            Route("/runs/{run_id}", pages.run, methods=["GET"]),
         ],
         exception_handlers=errors.HANDLERS,
         lifespan=lifespan,

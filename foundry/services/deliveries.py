@@ -1,0 +1,46 @@
+"""Reading inbound deliveries for people: the most recent, newest first, optionally from one source."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from foundry.db import deliveries
+from foundry.db.database import Database
+from foundry.db.tx import Tx
+from foundry.errors import BadRequest
+from foundry.services.runs import MAX_PAGE, delivery_view
+
+SOURCES = ("linear", "github", "slack")
+DEFAULT_LIMIT = 50
+
+
+def list_params(query: Mapping[str, str]) -> dict[str, Any]:
+    """Validated `source` and `limit` from a query string or CLI flags."""
+    source = query.get("source") or None
+    if source is not None and source not in SOURCES:
+        raise BadRequest(f"source must be one of {', '.join(SOURCES)}.")
+    raw = query.get("limit") or str(DEFAULT_LIMIT)
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE:
+        raise BadRequest(f"limit must be a whole number from 1 to {MAX_PAGE}.")
+    return {"source": source, "limit": int(raw)}
+
+
+async def list_recent(tx: Tx, *, source: str | None, limit: int) -> dict[str, Any]:
+    found = await deliveries.recent(tx, source=source, limit=limit)
+    return {"deliveries": [delivery_view(row) for row in found]}
+
+
+class Deliveries:
+    """The read side of inbound deliveries, for the API and the page (async) and the CLI (sync)."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def list(self, query: Mapping[str, str]) -> dict[str, Any]:
+        params = list_params(query)
+        return await self._db.transaction(lambda tx: list_recent(tx, **params), write=False)
+
+    def list_sync(self, query: Mapping[str, str]) -> dict[str, Any]:
+        params = list_params(query)
+        return self._db.transaction_sync(lambda tx: list_recent(tx, **params), write=False)

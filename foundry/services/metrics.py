@@ -1,0 +1,131 @@
+"""Prometheus metrics, read from the database at scrape time, so every process reports the same truth.
+
+Nothing is counted in memory. A scrape reads one snapshot of `Figures` in one read transaction
+over the tables that already hold the truth — deliveries, runs and their timelines, the outbox —
+and a custom Collector turns it into metric families. Any number of web processes, behind any
+load balancer, answer the same figures; a restart loses nothing; no multi-process directory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+from prometheus_client import exposition, registry
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+from foundry.db import metrics
+from foundry.db.database import Database
+from foundry.db.tx import Tx
+from foundry.domain.statuses import RunStatus
+from foundry.services import retention
+
+# The text format every Prometheus scraper reads; our names and labels need nothing newer.
+CONTENT_TYPE = exposition.CONTENT_TYPE_PLAIN_0_0_4
+
+
+@dataclass(frozen=True)
+class Figures:
+    deliveries: Mapping[tuple[str, str], int]  # (source, verdict) → rows
+    runs: Mapping[str, int]  # status → runs
+    transitions: Mapping[str, int]  # status entered → timeline events
+    outbox_pending: int
+    outbox_oldest_pending_age_s: float
+    outbound_failures: Mapping[str, int]  # effect kind → rows
+
+
+async def read(tx: Tx, now: datetime) -> Figures:
+    """Every figure, from one transaction; `now` dates the queue's age."""
+    pending, oldest = await metrics.outbox_pending(tx)
+    return Figures(
+        deliveries={
+            (r["source"], r["verdict"]): int(r["n"]) for r in await metrics.deliveries_by_verdict(tx)
+        },
+        runs={r["status"]: int(r["n"]) for r in await metrics.runs_by_status(tx)},
+        transitions={r["to"]: int(r["n"]) for r in await metrics.transitions_by_status(tx)},
+        outbox_pending=pending,
+        outbox_oldest_pending_age_s=max(0.0, (now - oldest).total_seconds()) if oldest else 0.0,
+        outbound_failures={r["kind"]: int(r["n"]) for r in await metrics.outbox_failed_by_kind(tx)},
+    )
+
+
+_DELIVERIES_HELP = (
+    "Webhook deliveries recorded, by source and verdict. Counts the rows of webhook_deliveries, "
+    f"which are pruned {retention.DELIVERY_RETENTION.days} days after receipt: it covers that "
+    "window and falls when old rows are pruned."
+)
+_TRANSITIONS_HELP = (
+    'Run status changes on the runs\' timelines, by the status entered (events whose data has a "to" '
+    "key); a run's opening is not a transition."
+)
+
+
+def families(figures: Figures) -> Iterator[Metric]:
+    # A gauge, not a counter: retention prunes the rows it counts, and a counter must never fall.
+    deliveries = GaugeMetricFamily(
+        "foundry_deliveries_recorded", _DELIVERIES_HELP, labels=["source", "verdict"]
+    )
+    for (source, verdict), count in sorted(figures.deliveries.items()):
+        deliveries.add_metric([source, verdict], count)
+    yield deliveries
+    runs = GaugeMetricFamily(
+        "foundry_runs", "Runs by current status (every status; 0 when none).", labels=["status"]
+    )
+    for status in _every_status(figures.runs):
+        runs.add_metric([status], figures.runs.get(status, 0))
+    yield runs
+    transitions = CounterMetricFamily("foundry_run_transitions", _TRANSITIONS_HELP, labels=["to"])
+    for status in _every_status(figures.transitions):
+        transitions.add_metric([status], figures.transitions.get(status, 0))
+    yield transitions
+    yield GaugeMetricFamily(
+        "foundry_outbox_pending",
+        "Outbound effects waiting to be sent (outbox rows in state pending).",
+        value=figures.outbox_pending,
+    )
+    yield GaugeMetricFamily(
+        "foundry_outbox_oldest_pending_age_seconds",
+        "Seconds since the oldest pending outbox row was written; 0 when none is pending.",
+        value=figures.outbox_oldest_pending_age_s,
+    )
+    failures = CounterMetricFamily(
+        "foundry_outbound_failures",
+        "Outbound effects given up on, by kind (outbox rows in state failed).",
+        labels=["kind"],
+    )
+    for kind, count in sorted(figures.outbound_failures.items()):
+        failures.add_metric([kind], count)
+    yield failures
+
+
+def _every_status(found: Mapping[str, int]) -> list[str]:
+    """Every status the domain knows, in its order, then any other the database holds."""
+    known = [status.value for status in RunStatus]
+    return known + sorted(set(found) - set(known))
+
+
+class FiguresCollector(registry.Collector):
+    """A Collector over a source of figures: whatever `figures()` returns is what is exposed."""
+
+    def __init__(self, figures: Callable[[], Figures]) -> None:
+        self._figures = figures
+
+    def collect(self) -> Iterator[Metric]:
+        return families(self._figures())
+
+
+def exposition_text(figures: Figures) -> bytes:
+    """The Prometheus text for one snapshot, through a registry of its own (no global state)."""
+    scrape = registry.CollectorRegistry(auto_describe=False)
+    scrape.register(FiguresCollector(lambda: figures))
+    return exposition.generate_latest(scrape)
+
+
+class Metrics:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def scrape(self, now: datetime) -> bytes:
+        figures = await self._db.transaction(lambda tx: read(tx, now), write=False)
+        return exposition_text(figures)
