@@ -108,7 +108,7 @@ def _agents_commands(commands: Any) -> None:
 
 
 def _demo(settings: Settings, args: argparse.Namespace) -> int:
-    from foundry import demo
+    from foundry.web import demo
 
     return demo.run()
 

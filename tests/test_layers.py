@@ -9,8 +9,7 @@ import pytest
 
 PACKAGE = Path(__file__).parents[1] / "foundry"
 OWNERS = {
-    # The demo drives the real app in-process through starlette's test client.
-    "starlette": {"web", "demo"},
+    "starlette": {"web"},
     "sqlalchemy": {"db"},
     "psycopg": {"db"},
     "psycopg_pool": {"db"},

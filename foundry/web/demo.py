@@ -23,10 +23,10 @@ with warnings.catch_warnings():  # the test client's transport is all the demo n
 
 from foundry import logs, wiring
 from foundry import settings as settings_module
-from foundry.db import migrate
 from foundry.domain import names
 from foundry.domain.agents import AgentSpec
 from foundry.inbound import signatures
+from foundry.services import schema
 from foundry.web.app import create_app
 
 SECRETS = {"linear": "demo-linear", "github": "demo-github", "slack": "demo-slack", "api": "demo-api"}
@@ -48,7 +48,7 @@ def run(say: Callable[[str], None] = print) -> int:
     logs.configure("console", "error")  # the story is the output; write-back is off on purpose
     with tempfile.TemporaryDirectory(prefix="foundry-demo-") as workdir:
         settings = _settings(Path(workdir))
-        migrate.upgrade(settings.database_url)
+        schema.upgrade(settings.database_url)
         container = wiring.build(settings)
         loops = wiring.worker_loops(settings, container.db, "demo-worker")
         with TestClient(create_app(container)) as web:
