@@ -227,3 +227,22 @@ def test_merged_the_run_is_commented_once_attached_once_and_its_agent_loses_acce
         f"/api/runs/{run_id}/events", json={"kind": "progress"}, headers={"Authorization": f"Bearer {token}"}
     )
     assert refused.status_code == 403  # the run's grant to its agent ended with the run
+
+
+def test_a_spent_budget_sends_the_run_to_a_person_instead_of_the_agent(
+    make_settings: Callable[..., Any], db: database.Database, sql: Callable[[str], Any]
+) -> None:
+    settings = make_settings(github_webhook_secret=GITHUB_SECRET, budget={"max_cost_per_issue": 1.0})
+    token = agentkit.register(db)
+    run_id = agentkit.running_run(db, "coder")
+    with TestClient(create_app(wiring.build(settings))) as client:
+        post(client, "github_pull_request_opened", run_id)
+        client.post(
+            f"/api/runs/{run_id}/events",
+            json={"kind": "cost", "usd": 1.5},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        answer = post(client, "github_check_suite_failed", run_id)
+    assert "budget" in answer.json()["reason"]
+    assert status(sql, run_id) == "review_required"
+    assert sql(f"SELECT count(*) FROM outbox WHERE run_id = '{run_id}' AND kind = 'agent_dispatch'") == 0
