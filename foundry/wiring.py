@@ -103,6 +103,7 @@ def worker_loops(settings: Settings, db: Database, owner: str) -> list[runner.Lo
         slack=slack_client(settings),
         webhook_agents=WebhookAgentClient(),
         github=github_client(settings),
+        github_reader=github_reader(settings),
         owner=owner,
         lease=lease,
         max_attempts=settings.worker.outbox_max_attempts,

@@ -1,6 +1,8 @@
-"""GitHub's REST API, read side: the files a pull request changes (paginated)."""
+"""GitHub's REST API, read side: a pull request's changed files, and the checks that failed."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import httpx
 
@@ -11,6 +13,9 @@ SERVICE = "github"
 # GitHub's largest page; a PR lists at most 3,000 files, so the loop is bounded by 30 pages.
 PER_PAGE = 100
 MAX_PAGES = 30
+FAILED = frozenset({"failure", "timed_out", "action_required", "startup_failure", "cancelled"})
+# A check's summary can be long markdown; the agent needs the gist, and the job stays small.
+SUMMARY_LIMIT = 2000
 
 
 class GitHubClient:
@@ -46,3 +51,23 @@ class GitHubClient:
             if len(files) < PER_PAGE:
                 break
         return paths
+
+    def failing_checks(self, repository: str, sha: str) -> list[dict[str, str]]:
+        """The checks that failed on `sha`: name, conclusion and summary (one page: the latest)."""
+        url = f"/repos/{repository}/commits/{sha}/check-runs"
+        response = http.send(
+            self._client, SERVICE, "GET", url, params={"filter": "latest", "per_page": str(PER_PAGE)}
+        )
+        http.check_status(SERVICE, response)
+        runs = (http.json_object(response) or {}).get("check_runs")
+        failing = []
+        for run in runs if isinstance(runs, list) else []:
+            if not isinstance(run, dict) or run.get("conclusion") not in FAILED:
+                continue
+            found = run.get("output")
+            output: dict[str, Any] = found if isinstance(found, dict) else {}
+            summary = str(output.get("summary") or output.get("title") or "")[:SUMMARY_LIMIT]
+            failing.append(
+                {"name": str(run.get("name", "")), "conclusion": str(run["conclusion"]), "summary": summary}
+            )
+        return failing

@@ -121,6 +121,7 @@ class Pulls:
                 "reason": intent.reason,
                 "details": intent.details,
                 "pr_url": intent.pr.url,
+                "repository": intent.pr.repository,
                 "head_sha": intent.pr.head_sha,
             }
             redone = await dispatch.redispatch(

@@ -10,6 +10,7 @@ from typing import Any
 from foundry import logs
 from foundry.clients.agents import GitHubActionsClient, WebhookAgentClient
 from foundry.clients.errors import OutboundError
+from foundry.clients.github import GitHubClient
 from foundry.clients.linear import LinearClient
 from foundry.clients.slack import SlackClient
 from foundry.db import agents, leases, outbox
@@ -38,6 +39,7 @@ class Sender:
         slack: SlackClient | None,
         webhook_agents: WebhookAgentClient | None = None,
         github: GitHubActionsClient | None = None,
+        github_reader: GitHubClient | None = None,
         owner: str,
         lease: timedelta,
         max_attempts: int,
@@ -48,6 +50,7 @@ class Sender:
         self._slack = slack
         self._webhook_agents = webhook_agents
         self._github = github
+        self._github_reader = github_reader
         self._owner = owner
         self._ttl = lease
         self._max_attempts = max_attempts
@@ -148,7 +151,11 @@ class Sender:
             raise Skip(f"agent {payload['agent']} no longer exists")
         run_id, attempt = row["run_id"], payload["attempt"]
         cancel = row["kind"] == effects.AGENT_CANCEL
-        body = {"type": "cancel", "run_id": run_id, "attempt": attempt} if cancel else payload["job"]
+        body = (
+            {"type": "cancel", "run_id": run_id, "attempt": attempt}
+            if cancel
+            else self._with_checks(payload["job"])
+        )
         key = f"{run_id}:{attempt}" + (":cancel" if cancel else "")
         if agent["provider"] == "manual":
             return {"manual": True}  # recorded for a person, who reports the PR
@@ -165,6 +172,18 @@ class Sender:
             endpoint=agent["endpoint"], body=body, idempotency_key=key, signing_key=signing_key
         )
         return {"idempotency_key": key}
+
+    def _with_checks(self, job: dict[str, Any]) -> dict[str, Any]:
+        """A re-dispatch after failed CI carries the failing checks' names and summaries, read
+        when the job is sent (the webhook that triggered it must answer fast, without them)."""
+        context = job.get("context") or {}
+        if context.get("reason") != "ci_failed" or self._github_reader is None or "repository" not in context:
+            return job
+        try:
+            failing: Any = self._github_reader.failing_checks(context["repository"], context["head_sha"])
+        except OutboundError as exc:  # the job still goes: the agent can read the checks itself
+            failing = f"could not be read: {exc}"
+        return {**job, "context": {**context, "failing_checks": failing}}
 
     def _workflow(
         self, agent: Mapping[str, Any], body: dict[str, Any], key: str, cancel: bool

@@ -144,3 +144,53 @@ def test_a_stop_tells_the_agent_to_cancel(
         if r["kind"] == effects.AGENT_CANCEL
     ]
     assert [c["payload"] for c in cancels] == [{"agent": "coder", "attempt": 1, "run_id": run_id}]
+
+
+def test_a_redispatch_after_failed_ci_carries_the_failing_checks(db: database.Database, clock: Clock) -> None:
+    from foundry.clients.github import GitHubClient
+
+    agentkit.register(db, endpoint=ENDPOINT)
+    run_id = agentkit.running_run(db, "coder")
+    context = {
+        "reason": "ci_failed",
+        "details": "GitHub Actions concluded failure",
+        "repository": "acme/web",
+        "head_sha": "3f9c2a7e",
+    }
+    job = {"type": "job", "run_id": run_id, "attempt": 2, "context": context}
+    db.transaction_sync(lambda tx: outbox.enqueue(tx, effects.dispatch(run_id, "coder", 2, job), now=clock()))
+    checks = {
+        "check_runs": [
+            {
+                "name": "unit tests",
+                "conclusion": "failure",
+                "output": {"title": "2 failed", "summary": "test_x failed"},
+            },
+            {"name": "lint", "conclusion": "success", "output": {"summary": "ok"}},
+        ]
+    }
+    agents_client, reader = WebhookAgentClient(), GitHubClient("ghs", base_url="https://github.test")
+    sender = Sender(
+        db,
+        linear=None,
+        slack=None,
+        webhook_agents=agents_client,
+        github_reader=reader,
+        owner="s",
+        lease=timedelta(seconds=30),
+        max_attempts=5,
+        clock=clock,
+    )
+    with respx.mock(assert_all_mocked=True) as mock:
+        mock.get("https://github.test/repos/acme/web/commits/3f9c2a7e/check-runs").mock(
+            return_value=httpx.Response(200, json=checks)
+        )
+        route = mock.post(ENDPOINT).mock(return_value=httpx.Response(202))
+        assert sender.send_once() == 1
+    agents_client.close()
+    reader.close()
+    sent = json.loads(route.calls[0].request.content)["context"]
+    assert sent["failing_checks"] == [
+        {"name": "unit tests", "conclusion": "failure", "summary": "test_x failed"}
+    ]
+    assert route.calls[0].request.headers["Idempotency-Key"] == f"{run_id}:2"
