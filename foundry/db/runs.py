@@ -214,10 +214,6 @@ async def get(tx: Tx, run_id: str) -> Row | None:
     return await txm.first(tx, sa.select(R).where(R.c.id == run_id))
 
 
-async def active_for_issue(tx: Tx, linear_issue_id: str) -> Row | None:
-    stmt = sa.select(R).where(R.c.linear_issue_id == linear_issue_id, schema.ACTIVE_RUN)
-    return await txm.first(tx, stmt)
-
 
 async def listing(
     tx: Tx,
@@ -238,10 +234,6 @@ async def listing(
 async def timeline(tx: Tx, run_id: str) -> Sequence[Row]:
     return await tx.rows(sa.select(E).where(E.c.run_id == run_id).order_by(E.c.seq))
 
-
-async def count_active(tx: Tx) -> int:
-    stmt = sa.select(sa.func.count()).select_from(R).where(schema.ACTIVE_RUN)
-    return int(await txm.scalar(tx, stmt))
 
 
 async def events_of_kind(tx: Tx, run_id: str, kind: str) -> Sequence[Row]:
