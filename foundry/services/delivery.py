@@ -38,10 +38,6 @@ class Result:
     reason: str | None = None
     changed: bool | None = None
 
-    @property
-    def ignored(self) -> bool:
-        return self.outcome == "ignored"
-
 
 Step = Callable[[Tx, deliveries.NewDelivery], Coroutine[Any, Any, Result]]
 
