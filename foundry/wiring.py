@@ -87,11 +87,13 @@ def worker_id() -> str:
 
 def worker_loops(settings: Settings, db: Database, owner: str) -> list[runner.Loop]:
     lease = timedelta(seconds=settings.worker.lease_s)
+    # One client each, shared by the loops (a worker runs them one at a time).
+    linear, reader = linear_client(settings), github_reader(settings)
     planner = planning.Planning(
         db,
         rules=settings.policy_rules(),
         model=model_planner(settings),
-        linear=linear_client(settings),
+        linear=linear,
         slack_channel=settings.slack.channel,
         owner=owner,
         lease=lease,
@@ -99,11 +101,11 @@ def worker_loops(settings: Settings, db: Database, owner: str) -> list[runner.Lo
     )
     outbox = sender.Sender(
         db,
-        linear=linear_client(settings),
+        linear=linear,
         slack=slack_client(settings),
         webhook_agents=WebhookAgentClient(),
         github=github_client(settings),
-        github_reader=github_reader(settings),
+        github_reader=reader,
         owner=owner,
         lease=lease,
         max_attempts=settings.worker.outbox_max_attempts,
@@ -114,7 +116,7 @@ def worker_loops(settings: Settings, db: Database, owner: str) -> list[runner.Lo
     )
     checks = PrChecks(
         db,
-        github=github_reader(settings),
+        github=reader,
         rules=settings.policy_rules(),
         owner=owner,
         lease=lease,
@@ -122,7 +124,7 @@ def worker_loops(settings: Settings, db: Database, owner: str) -> list[runner.Lo
     )
     reconciler = Reconciler(
         db,
-        linear=linear_client(settings),
+        linear=linear,
         intake=_intake(settings, db),
         label=settings.triggers.label,
         clock=utcnow,

@@ -214,7 +214,6 @@ async def get(tx: Tx, run_id: str) -> Row | None:
     return await txm.first(tx, sa.select(R).where(R.c.id == run_id))
 
 
-
 async def listing(
     tx: Tx,
     *,
@@ -233,7 +232,6 @@ async def listing(
 
 async def timeline(tx: Tx, run_id: str) -> Sequence[Row]:
     return await tx.rows(sa.select(E).where(E.c.run_id == run_id).order_by(E.c.seq))
-
 
 
 async def events_of_kind(tx: Tx, run_id: str, kind: str) -> Sequence[Row]:

@@ -5,20 +5,19 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from foundry.errors import BadRequest, NotConfigured, Unauthorized
+from foundry.errors import BadRequest, Unauthorized
 from foundry.inbound import github, signatures
 from foundry.services.delivery import Delivery
 from foundry.web import answers, context
-from foundry.web.body import read_capped
+from foundry.web.body import webhook_body
 
 
 async def receive(request: Request) -> Response:
     foundry = context.container(request)
     settings = foundry.settings
-    if settings.github_webhook_secret is None:
-        raise NotConfigured("GitHub webhooks are not configured: set FOUNDRY_GITHUB_WEBHOOK_SECRET.")
-    body = await read_capped(request, settings.webhooks.max_body_bytes)
-    secret = settings.github_webhook_secret.get_secret_value()
+    secret, body = await webhook_body(
+        request, settings.github_webhook_secret, "FOUNDRY_GITHUB_WEBHOOK_SECRET", "GitHub webhooks are"
+    )
     if not signatures.github_valid(secret, body, request.headers.get("x-hub-signature-256")):
         raise Unauthorized("The X-Hub-Signature-256 header does not match the body.")
     payload = github.parse(body)

@@ -6,20 +6,19 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from foundry.domain import triggers
-from foundry.errors import BadRequest, NotConfigured, Unauthorized
+from foundry.errors import BadRequest, Unauthorized
 from foundry.inbound import linear, signatures
 from foundry.services.intake import Delivery
 from foundry.web import answers, context
-from foundry.web.body import read_capped
+from foundry.web.body import webhook_body
 
 
 async def receive(request: Request) -> Response:
     foundry = context.container(request)
     settings = foundry.settings
-    if settings.linear_webhook_secret is None:
-        raise NotConfigured("Linear webhooks are not configured: set FOUNDRY_LINEAR_WEBHOOK_SECRET.")
-    body = await read_capped(request, settings.webhooks.max_body_bytes)
-    secret = settings.linear_webhook_secret.get_secret_value()
+    secret, body = await webhook_body(
+        request, settings.linear_webhook_secret, "FOUNDRY_LINEAR_WEBHOOK_SECRET", "Linear webhooks are"
+    )
     if not signatures.linear_valid(secret, body, request.headers.get("linear-signature")):
         raise Unauthorized("The Linear-Signature header does not match the body.")
     envelope = linear.parse(body)

@@ -9,11 +9,11 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from foundry.errors import NotConfigured, Unauthorized
+from foundry.errors import Unauthorized
 from foundry.inbound import signatures, slack
 from foundry.services.intake import Delivery
 from foundry.web import answers, context
-from foundry.web.body import read_capped
+from foundry.web.body import webhook_body
 
 # Slack's documented replay window for X-Slack-Request-Timestamp.
 TOLERANCE_S = 300
@@ -22,11 +22,10 @@ TOLERANCE_S = 300
 async def receive(request: Request) -> Response:
     foundry = context.container(request)
     settings = foundry.settings
-    if settings.slack_signing_secret is None:
-        raise NotConfigured("Slack interactivity is not configured: set FOUNDRY_SLACK_SIGNING_SECRET.")
-    body = await read_capped(request, settings.webhooks.max_body_bytes)
+    secret, body = await webhook_body(
+        request, settings.slack_signing_secret, "FOUNDRY_SLACK_SIGNING_SECRET", "Slack interactivity is"
+    )
     timestamp = request.headers.get("x-slack-request-timestamp")
-    secret = settings.slack_signing_secret.get_secret_value()
     if not signatures.slack_valid(secret, body, timestamp, request.headers.get("x-slack-signature")):
         raise Unauthorized("The X-Slack-Signature header does not match the body.")
     interaction = slack.parse(body)
