@@ -7,6 +7,7 @@ FoundryError
  │    ├── Unauthorized          401  missing or wrong credentials, signature or timestamp
  │    ├── Forbidden             403  valid credentials, but not for this
  │    ├── NotFound              404
+ │    ├── RequestTimeout        408  the body did not arrive within `webhooks.body_timeout_s`
  │    ├── Conflict              409
  │    │    └── InProgress       409 + Retry-After: the same Idempotency-Key is in flight
  │    ├── PayloadTooLarge       413
@@ -15,6 +16,7 @@ FoundryError
  └── StorageError           raised by `foundry.db`, never a raw driver error
       ├── DatabaseUnavailable   503 + Retry-After: the sender should try again
       ├── UniqueViolation       a unique constraint or index refused a row (`.constraint`)
+      ├── InvalidValue          400: the database refused a value (a NUL, a number out of range)
       └── SchemaNotAtHead       migrations are pending
 """
 
@@ -47,6 +49,10 @@ class Forbidden(RequestError):
 
 class NotFound(RequestError):
     status_code = 404
+
+
+class RequestTimeout(RequestError):
+    status_code = 408
 
 
 class Conflict(RequestError):
@@ -85,6 +91,11 @@ class UniqueViolation(StorageError):
     def __init__(self, constraint: str | None, message: str = "") -> None:
         super().__init__(message or f"unique constraint {constraint} refused the row")
         self.constraint = constraint
+
+
+class InvalidValue(StorageError):
+    """The database refused a value the caller sent (a NUL, a number no column holds): the
+    last line behind validation at the edge, answered 400, never 500."""
 
 
 class SchemaNotAtHead(StorageError):

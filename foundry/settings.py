@@ -96,12 +96,48 @@ class SlackConfig(_Section):
 
 
 class WebhooksConfig(_Section):
+    # How far ahead of our clock a signed timestamp may be (the sender's clock skew).
     tolerance_s: int = Field(60, gt=0)
+    # How old a Linear delivery may be: Linear retries a failed delivery at +1 min, +1 h and
+    # +6 h with the same signed bytes, so the window must cover its whole retry horizon.
+    linear_max_age_s: int = Field(8 * 3600, gt=0)
+    # A body must arrive within this, or 408: a client trickling bytes cannot hold a slot.
+    body_timeout_s: float = Field(10, gt=0)
     max_body_bytes: int = Field(1024 * 1024, gt=0)
 
 
 class RunsConfig(_Section):
     max_per_issue_per_day: int = Field(10, gt=0)
+    # A run dispatched to an agent that has not reported for this long is flagged as silent.
+    agent_silence_s: int = Field(2 * 3600, gt=0)
+
+
+class ReconcileConfig(_Section):
+    # GitHub never retries a delivery: each active run's PR is read at most this often.
+    github_interval_s: float = Field(300, gt=0)
+    # Labelled issues without a run, and active runs whose issue changed, at most this often.
+    linear_interval_s: float = Field(300, gt=0)
+
+
+class GitHubConfig(_Section):
+    # Optional: the webhook whose failed deliveries Foundry asks GitHub to redeliver.
+    hook_id: int | None = Field(None, gt=0, le=2**63 - 1)
+    # The repository (`owner/repo`) that webhook belongs to; required with hook_id.
+    hook_repository: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
+
+    @model_validator(mode="after")
+    def _hook_complete(self) -> GitHubConfig:
+        if self.hook_id is not None and self.hook_repository is None:
+            raise ValueError("github.hook_id needs github.hook_repository (owner/repo)")
+        return self
+
+
+class WebConfig(_Section):
+    # uvicorn answers 503 past this many concurrent connections and tasks: well under the
+    # default limit of 1,024 open files, so a flood is refused instead of taking the process down.
+    limit_concurrency: int = Field(800, gt=0)
+    # How long an idle keep-alive connection is held (uvicorn's default).
+    keepalive_s: float = Field(5, gt=0)
 
 
 class DispatchConfig(_Section):
@@ -153,6 +189,9 @@ class Settings(BaseSettings):
     runs: RunsConfig = RunsConfig()
     worker: WorkerConfig = WorkerConfig()
     dispatch: DispatchConfig = DispatchConfig()
+    reconcile: ReconcileConfig = ReconcileConfig()
+    github: GitHubConfig = GitHubConfig()
+    web: WebConfig = WebConfig()
 
     @field_validator("database_url")
     @classmethod
@@ -247,4 +286,7 @@ _SECTIONS = {
     "runs",
     "worker",
     "dispatch",
+    "reconcile",
+    "github",
+    "web",
 }

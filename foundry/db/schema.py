@@ -66,6 +66,13 @@ runs = sa.Table(
     # The head the policy last checked: a push moves pr_head_sha, and the checker catches up.
     sa.Column("pr_checked_sha", sa.String(64)),
     sa.Column("cost_usd", sa.Float, nullable=False, server_default="0"),
+    # The agent's last sign of life (dispatch or report): a run silent past
+    # `runs.agent_silence_s` is flagged once, at `silent_flagged_at`, until the agent reports.
+    sa.Column("agent_seen_at", UtcDateTime),
+    sa.Column("silent_flagged_at", UtcDateTime),
+    # When the GitHub reconciler last read this run's PR: claimed by compare-and-set, so many
+    # workers read each run at most once per `reconcile.github_interval_s`.
+    sa.Column("github_synced_at", UtcDateTime),
     # The last timeline sequence number; bumped by the same UPDATE that changes the run.
     sa.Column("event_seq", sa.Integer, nullable=False, server_default="0"),
     sa.Column("created_at", UtcDateTime, nullable=False),
@@ -88,12 +95,16 @@ deliveries = sa.Table(
     sa.Column("id", sa.String(36), primary_key=True),
     sa.Column("source", sa.String(16), nullable=False),
     sa.Column("delivery_key", sa.String(255), nullable=False),
+    # SHA-256 (hex) of the signed bytes: a replay under a new, unsigned delivery id is a duplicate.
+    # Null for deliveries Foundry made itself (the reconcilers), which have no signed bytes.
+    sa.Column("body_digest", sa.String(64)),
     sa.Column("event", sa.String(64), nullable=False),
     sa.Column("verdict", sa.String(32), nullable=False),
     sa.Column("reason", sa.Text),
     sa.Column("run_id", sa.String(36), sa.ForeignKey("foundry_runs.id")),
     sa.Column("received_at", UtcDateTime, nullable=False),
     sa.UniqueConstraint("source", "delivery_key", name="uniq_delivery_per_source"),
+    sa.UniqueConstraint("source", "body_digest", name="uniq_delivery_digest_per_source"),
     sa.Index("ix_deliveries_received", "received_at"),
     sa.Index("ix_deliveries_run", "run_id"),
 )
@@ -200,4 +211,14 @@ subscriptions = sa.Table(
     sa.Column("failure", sa.Text),
     sa.Column("created_at", UtcDateTime, nullable=False),
     sa.UniqueConstraint("agent_id", "name", name="uniq_subscription_per_agent"),
+)
+
+# Counters kept in the database, so that every web process reports the same figure (refused
+# deliveries by source and reason, ...). `labels` is the canonical `k=v,k=v` of the series.
+metric_counters = sa.Table(
+    "metric_counters",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("labels", sa.String(255), primary_key=True),
+    sa.Column("value", sa.BigInteger, nullable=False),
 )
