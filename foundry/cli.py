@@ -188,13 +188,8 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     )
     worker.start()
     try:
-        uvicorn.run(
-            web_app.create_app(container),
-            host=args.host,
-            port=args.port,
-            access_log=False,
-            log_level="warning",
-        )
+        app = web_app.create_app(container)
+        uvicorn.run(app, host=args.host, port=args.port, **_uvicorn_options(settings))
     finally:
         stop.set()
         worker.join(timeout=settings.worker.lease_s)
@@ -225,10 +220,21 @@ def _web(settings: Settings, args: argparse.Namespace) -> int:
         host=args.host,
         port=args.port,
         workers=args.workers,
-        access_log=False,
-        log_level="warning",
+        **_uvicorn_options(settings),
     )
     return 0
+
+
+def _uvicorn_options(settings: Settings) -> dict[str, Any]:
+    """What `foundry web` and `foundry serve` tell uvicorn: past `web.limit_concurrency` open
+    connections and tasks it answers 503 (a flood is refused, not fatal), and an idle keep-alive
+    connection is closed after `web.keepalive_s`."""
+    return {
+        "limit_concurrency": settings.web.limit_concurrency,
+        "timeout_keep_alive": settings.web.keepalive_s,
+        "access_log": False,
+        "log_level": "warning",
+    }
 
 
 def _migrate(settings: Settings, args: argparse.Namespace) -> int:

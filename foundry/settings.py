@@ -100,7 +100,9 @@ class WebhooksConfig(_Section):
     tolerance_s: int = Field(60, gt=0)
     # How old a Linear delivery may be: Linear retries a failed delivery at +1 min, +1 h and
     # +6 h with the same signed bytes, so the window must cover its whole retry horizon.
-    linear_max_age_s: int = Field(8 * 3600, gt=0)
+    # At most the 14 days deliveries (and their digests) are kept: an older replay would no
+    # longer be recognised (`services.retention.DELIVERY_RETENTION`; a test holds them equal).
+    linear_max_age_s: int = Field(8 * 3600, gt=0, le=14 * 24 * 3600)
     # A body must arrive within this, or 408: a client trickling bytes cannot hold a slot.
     body_timeout_s: float = Field(10, gt=0)
     max_body_bytes: int = Field(1024 * 1024, gt=0)

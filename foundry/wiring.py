@@ -7,7 +7,11 @@ import socket
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from urllib.parse import urlsplit
 
+from pydantic import BaseModel, SecretStr
+
+from foundry import logs
 from foundry.clients.agents import GitHubActionsClient, WebhookAgentClient
 from foundry.clients.github import GitHubClient
 from foundry.clients.linear import LinearClient
@@ -23,14 +27,17 @@ from foundry.services import (
     planning,
     runs,
     sender,
+    silence,
 )
 from foundry.services.agent_events import AgentEvents
 from foundry.services.agents import Agents
 from foundry.services.deliveries import Deliveries
+from foundry.services.github_reconciler import GitHubReconciler
 from foundry.services.jobs import Jobs
 from foundry.services.pr_checks import PrChecks
 from foundry.services.pulls import Pulls
-from foundry.services.reconciler import Reconciler
+from foundry.services.reconciler import IssueFollower, Reconciler
+from foundry.services.redelivery import Redelivery
 from foundry.services.retention import Retention
 from foundry.settings import Settings
 from foundry.worker import runner
@@ -56,6 +63,7 @@ class Container:
 
 
 def build(settings: Settings) -> Container:
+    logs.use_secrets(secret_values(settings))  # no configured secret reaches a log line
     db = Database(settings.database_url, pool_size=settings.database_pool_size)
     return Container(
         settings=settings,
@@ -110,6 +118,7 @@ def worker_loops(settings: Settings, db: Database, owner: str) -> list[runner.Lo
         lease=lease,
         max_attempts=settings.worker.outbox_max_attempts,
         clock=utcnow,
+        redact=logs.use_secrets(secret_values(settings)),
     )
     dispatcher = dispatch.Dispatch(
         db, jobs=jobs(settings), agent=settings.dispatch.agent, owner=owner, lease=lease, clock=utcnow
@@ -122,21 +131,70 @@ def worker_loops(settings: Settings, db: Database, owner: str) -> list[runner.Lo
         lease=lease,
         clock=utcnow,
     )
-    reconciler = Reconciler(
-        db,
-        linear=linear,
-        intake=_intake(settings, db),
-        label=settings.triggers.label,
-        clock=utcnow,
-    )
     return [
         planner.plan_once,
         dispatcher.dispatch_once,
         checks.check_once,
         outbox.send_once,
-        reconciler.reconcile_once,
+        *reconcilers(settings, db, linear, reader),
         Retention(db, clock=utcnow).prune_once,
+        silence.Silence(db, silence_s=settings.runs.agent_silence_s, clock=utcnow).flag_silent_once,
     ]
+
+
+def reconcilers(
+    settings: Settings, db: Database, linear: LinearClient | None, github: GitHubClient | None
+) -> list[runner.Loop]:
+    """The loops that recover missed deliveries: Linear's issues, GitHub's PRs, and (with
+    `github.hook_id`) GitHub's failed deliveries, asked for again."""
+    linear_every = timedelta(seconds=settings.reconcile.linear_interval_s)
+    github_every = timedelta(seconds=settings.reconcile.github_interval_s)
+    rules = settings.triggers.rules()
+    opener = Reconciler(
+        db,
+        linear=linear,
+        intake=_intake(settings, db),
+        label=rules.label,
+        label_id=rules.label_id,
+        clock=utcnow,
+        interval=linear_every,
+    )
+    follower = IssueFollower(
+        db,
+        linear=linear,
+        intake=_intake(settings, db),
+        rules=rules,
+        approvers=settings.approvers(),
+        clock=utcnow,
+        interval=linear_every,
+    )
+    pull_requests = GitHubReconciler(
+        db,
+        github=github,
+        pulls=Pulls(
+            db,
+            jobs=jobs(settings),
+            max_retries=settings.remediation.max_retries,
+            max_cost_per_issue=settings.budget.max_cost_per_issue,
+            clock=utcnow,
+        ),
+        interval=github_every,
+        clock=utcnow,
+        hook_repository=settings.github.hook_repository,
+    )
+    loops = [opener.reconcile_once, follower.follow_once, pull_requests.reconcile_once]
+    hook = settings.github
+    if hook.hook_id is not None and hook.hook_repository is not None:
+        sweeper = Redelivery(
+            db,
+            github=github,
+            repository=hook.hook_repository,
+            hook_id=hook.hook_id,
+            interval=github_every,
+            clock=utcnow,
+        )
+        loops.append(sweeper.sweep_once)
+    return loops
 
 
 def _intake(settings: Settings, db: Database) -> intake.Intake:
@@ -191,3 +249,24 @@ def model_planner(settings: Settings) -> Planner | None:
             timeout_s=config.timeout_s,
         )
     return None
+
+
+def secret_values(settings: Settings) -> tuple[str, ...]:
+    """Every configured secret: each SecretStr setting, in any section, and the database password."""
+    found = list(_secrets_in(settings))
+    password = urlsplit(settings.database_url).password
+    if password:
+        found.append(password)
+    return tuple(found)
+
+
+def _secrets_in(model: BaseModel) -> list[str]:
+    found: list[str] = []
+    for name in type(model).model_fields:
+        value = getattr(model, name)
+        for item in value if isinstance(value, list | tuple) else (value,):
+            if isinstance(item, SecretStr):
+                found.append(item.get_secret_value())
+            elif isinstance(item, BaseModel):
+                found += _secrets_in(item)
+    return found

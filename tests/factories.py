@@ -120,3 +120,27 @@ def github_request(
         "X-Hub-Signature-256": "sha256=" + signatures.hex_hmac(secret, raw),
     }
     return raw, headers
+
+
+def github_event_request(name: str, **kw: Any) -> tuple[bytes, dict[str, str]]:
+    """`github_request` for a new event of the fixture's shape, not a copy of an earlier one.
+
+    Two real events never share their bytes (ids, times and shas differ), and the same bytes
+    under a new GUID are a replay, answered `duplicate`. A fresh top-level `zen` (which GitHub
+    sends with every ping, and the parsers ignore) stands for that difference.
+    """
+    raw, headers = github_request(name, **kw)
+    body = {**json.loads(raw), "zen": f"event {uuid.uuid4()}"}
+    raw = json.dumps(body).encode()
+    secret = kw.get("secret", GITHUB_SECRET)
+    headers["X-Hub-Signature-256"] = "sha256=" + signatures.hex_hmac(secret, raw)
+    return raw, headers
+
+
+def github_resigned(raw: bytes, headers: dict[str, str], *, secret: str = GITHUB_SECRET) -> dict[str, str]:
+    """`headers` from `github_request` for a body changed since: signed anew, a fresh GUID."""
+    return {
+        **headers,
+        "X-GitHub-Delivery": str(uuid.uuid4()),
+        "X-Hub-Signature-256": "sha256=" + signatures.hex_hmac(secret, raw),
+    }

@@ -20,7 +20,7 @@ OWNERS = {
 # Which of our packages each package may import.
 ALLOWED = {
     "domain": {"domain"},
-    "inbound": {"domain", "errors"},
+    "inbound": {"inbound", "domain", "errors"},
     "db": {"db", "domain", "errors"},
     "services": {"services", "db", "clients", "domain", "errors", "logs"},
     "web": {"web", "services", "inbound", "domain", "errors", "logs", "wiring", "settings"},

@@ -89,3 +89,16 @@ def test_a_model_planner_needs_its_api_key(tmp_path: Path) -> None:
 def test_nested_settings_come_from_the_environment_too(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FOUNDRY_WORKER__LEASE_S", "5")
     assert settings_module.load(environ={}).worker.lease_s == 5
+
+
+def test_linear_max_age_cannot_outlast_the_digests_that_recognise_a_replay() -> None:
+    from foundry.services import retention
+
+    ceiling = next(
+        m.le
+        for m in settings_module.WebhooksConfig.model_fields["linear_max_age_s"].metadata
+        if hasattr(m, "le")
+    )
+    assert ceiling == retention.DELIVERY_RETENTION.total_seconds()
+    with pytest.raises(ConfigError, match=r"webhooks\.linear_max_age_s"):
+        settings_module.load(environ={}, webhooks={"linear_max_age_s": ceiling + 1})

@@ -1,13 +1,18 @@
-"""GitHub's REST API, read side: a pull request's changed files, and the checks that failed."""
+"""GitHub's REST API: a pull request's changed files, state and head checks, the PR on a branch,
+and a webhook's recent deliveries (and asking for one again)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 
 from foundry.clients import http
 from foundry.clients.errors import OutboundError
+from foundry.domain import pulls
 
 SERVICE = "github"
 # GitHub's largest page; a PR lists at most 3,000 files, so the loop is bounded by 30 pages.
@@ -16,6 +21,21 @@ MAX_PAGES = 30
 FAILED = frozenset({"failure", "timed_out", "action_required", "startup_failure", "cancelled"})
 # A check's summary can be long markdown; the agent needs the gist, and the job stays small.
 SUMMARY_LIMIT = 2000
+
+
+@dataclass(frozen=True)
+class HookDelivery:
+    """One delivery attempt of a webhook, as GitHub lists them (newest first)."""
+
+    id: int
+    guid: str
+    status_code: int
+    redelivery: bool
+    delivered_at: datetime
+
+    @property
+    def failed(self) -> bool:
+        return not 200 <= self.status_code < 300
 
 
 class GitHubClient:
@@ -71,3 +91,130 @@ class GitHubClient:
                 {"name": str(run.get("name", "")), "conclusion": str(run["conclusion"]), "summary": summary}
             )
         return failing
+
+    def pull_request(self, repository: str, number: int) -> pulls.Observed | None:
+        """The PR's state and head (no checks yet); None when GitHub has no such PR."""
+        response = http.send(self._client, SERVICE, "GET", f"/repos/{repository}/pulls/{number}")
+        if response.status_code == 404:
+            return None
+        http.check_status(SERVICE, response)
+        return _observed(repository, http.json_object(response))
+
+    def pull_request_for_branch(self, repository: str, branch: str) -> pulls.Observed | None:
+        """The PR whose head is `branch` in `repository` (an open one first, else the newest)."""
+        owner = repository.partition("/")[0]
+        params = {"head": f"{owner}:{branch}", "state": "all", "per_page": str(PER_PAGE)}
+        response = http.send(self._client, SERVICE, "GET", f"/repos/{repository}/pulls", params=params)
+        if response.status_code == 404:
+            return None
+        http.check_status(SERVICE, response)
+        found = [_observed(repository, item) for item in _list(response, "the pulls listing")]
+        found = [pr for pr in found if pr.pr.head_branch == branch]
+        if not found:
+            return None
+        return max(found, key=lambda seen: (seen.open, seen.pr.number))
+
+    def check_runs(self, repository: str, sha: str) -> tuple[pulls.CheckRun, ...]:
+        """Every latest check run of `sha`, across all pages (GitHub's `Link: rel="next"`)."""
+        found: list[pulls.CheckRun] = []
+        params = {"filter": "latest", "per_page": str(PER_PAGE)}
+        for response in self._pages(f"/repos/{repository}/commits/{sha}/check-runs", params):
+            listed = (http.json_object(response) or {}).get("check_runs")
+            if not isinstance(listed, list):
+                raise OutboundError(SERVICE, "the check runs listing has no check_runs", retryable=False)
+            found += [_check_run(item) for item in listed if isinstance(item, dict)]
+        return tuple(found)
+
+    def hook_deliveries(self, repository: str, hook_id: int, *, since: datetime) -> list[HookDelivery]:
+        """The webhook's deliveries since `since`, newest first (pages followed by cursor)."""
+        found: list[HookDelivery] = []
+        path = f"/repos/{repository}/hooks/{hook_id}/deliveries"
+        for response in self._pages(path, {"per_page": str(PER_PAGE)}):
+            page = [_delivery(item) for item in _list(response, "the deliveries listing")]
+            found += [d for d in page if d.delivered_at >= since]
+            if not page or page[-1].delivered_at < since:
+                break  # newest first: the rest is older still
+        return found
+
+    def redeliver(self, repository: str, hook_id: int, delivery_id: int) -> None:
+        """Ask GitHub to send delivery `delivery_id` again (it answers 202 and redelivers soon)."""
+        path = f"/repos/{repository}/hooks/{hook_id}/deliveries/{delivery_id}/attempts"
+        http.check_status(SERVICE, http.send(self._client, SERVICE, "POST", path))
+
+    def _pages(self, path: str, params: dict[str, str]) -> Iterator[httpx.Response]:
+        """The first page and each `rel="next"` after it, bounded, and only on GitHub's own host:
+        a `Link` elsewhere would take our token with it."""
+        url: str | None = path
+        for _ in range(MAX_PAGES):
+            if url is None:
+                return
+            response = http.send(self._client, SERVICE, "GET", url, params=params if url == path else None)
+            http.check_status(SERVICE, response)
+            yield response
+            url = response.links.get("next", {}).get("url")
+            if url is not None and not self._ours(url):
+                raise OutboundError(SERVICE, "the next page is on another host", retryable=False)
+
+    def _ours(self, url: str) -> bool:
+        base, target = self._client.base_url, self._client.base_url.join(url)
+        return (target.scheme, target.host, target.port) == (base.scheme, base.host, base.port)
+
+
+def _list(response: httpx.Response, what: str) -> list[dict[str, Any]]:
+    try:
+        body = response.json()
+    except ValueError as exc:
+        raise OutboundError(SERVICE, f"{what} is not JSON", retryable=False) from exc
+    if not isinstance(body, list):
+        raise OutboundError(SERVICE, f"{what} is not a list", retryable=False)
+    return [item for item in body if isinstance(item, dict)]
+
+
+def _observed(repository: str, item: dict[str, Any] | None) -> pulls.Observed:
+    """A REST pull request as the domain's value (the webhook's `pull_request` has this shape)."""
+    if item is None:
+        raise OutboundError(SERVICE, "the pull request is not a JSON object", retryable=False)
+    try:
+        head, base = item["head"], item.get("base") or {}
+        full_name = ((base.get("repo") or {}).get("full_name")) or repository
+        pr = pulls.PullRequest(
+            repository=str(full_name),
+            number=int(item["number"]),
+            url=str(item.get("html_url") or f"https://github.com/{full_name}/pull/{item['number']}"),
+            title=str(item.get("title") or ""),
+            body=str(item.get("body") or ""),
+            head_branch=str(head["ref"]),
+            head_sha=str(head["sha"]),
+            merged=bool(item.get("merged") or item.get("merged_at")),
+        )
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise OutboundError(
+            SERVICE, "the pull request is not in the expected shape", retryable=False
+        ) from exc
+    return pulls.Observed(pr, open=item.get("state") == "open")
+
+
+def _check_run(item: dict[str, Any]) -> pulls.CheckRun:
+    conclusion = item.get("conclusion")
+    return pulls.CheckRun(
+        str(item.get("name", "")),
+        str(item.get("status", "")),
+        conclusion if isinstance(conclusion, str) else None,
+    )
+
+
+def _delivery(item: dict[str, Any]) -> HookDelivery:
+    try:
+        return HookDelivery(
+            id=int(item["id"]),
+            guid=str(item["guid"]),
+            status_code=int(item.get("status_code") or 0),
+            redelivery=bool(item.get("redelivery")),
+            delivered_at=_utc(datetime.fromisoformat(str(item["delivered_at"]).replace("Z", "+00:00"))),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise OutboundError(SERVICE, "a delivery is not in the expected shape", retryable=False) from exc
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

@@ -1,7 +1,10 @@
-"""Linear's GraphQL API: comments on issues, each with a client-chosen id so a retry cannot duplicate it."""
+"""Linear's GraphQL API: comments on issues, each with a client-chosen id so a retry cannot
+duplicate it; and what the reconciler reads — labelled issues, and an issue's state, labels and
+recent comments."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NoReturn
 
@@ -9,6 +12,7 @@ import httpx
 
 from foundry.clients import http
 from foundry.clients.errors import OutboundError
+from foundry.domain import events
 
 SERVICE = "linear"
 
@@ -27,7 +31,7 @@ mutation Attach($issueId: String!, $url: String!, $title: String!) {
 LABELLED = """
 query Labelled($label: String!, $after: String) {
   issues(filter: {labels: {name: {eqIgnoreCase: $label}}}, first: 50, after: $after) {
-    nodes { id identifier title description url }
+    nodes { id identifier title description url labels(first: 100) { nodes { id name } } }
     pageInfo { hasNextPage endCursor }
   }
 }
@@ -39,12 +43,53 @@ ISSUE = """
 query Issue($id: String!) { issue(id: $id) { id identifier title description url } }
 """.strip()
 
+# An active run's issue: still there, not canceled, still labelled; and, for a run awaiting
+# approval, the comments since it began to (a `/foundry approve` whose webhook was missed).
+ISSUE_STATE = """
+query IssueState($id: String!, $withComments: Boolean!, $since: DateTimeOrDuration) {
+  issue(id: $id) {
+    id identifier archivedAt trashed
+    state { type }
+    labels(first: 100) { nodes { id name } }
+    comments(first: 50, filter: {createdAt: {gte: $since}}) @include(if: $withComments) {
+      nodes { id body createdAt user { id name email } }
+    }
+  }
+}
+""".strip()
+# Every GraphQL document this client sends (a test validates each against Linear's schema).
+DOCUMENTS = (CREATE_COMMENT, ATTACH, LABELLED, ISSUE, ISSUE_STATE)
+
+# Linear answers an issue that is gone with an error, not a null: "Entity not found: Issue".
+_NOT_FOUND_WORDS = ("not found", "could not find")
+_NOT_FOUND_CODES = frozenset({"ENTITY_NOT_FOUND", "NOT_FOUND"})
 # Linear refuses a second comment with our id; its wording varies, so match loosely.
 _DUPLICATE_WORDS = ("already exists", "duplicate")
 _DUPLICATE_CODES = frozenset({"CONFLICT"})
 _RATE_LIMIT_CODES = frozenset({"RATELIMITED"})
 # Server-provided text goes into our messages; keep it short enough for a log line.
 _MESSAGE_LIMIT = 200
+
+
+@dataclass(frozen=True)
+class IssueComment:
+    id: str
+    body: str
+    created_at: datetime | None
+    author: events.Actor
+
+
+@dataclass(frozen=True)
+class IssueState:
+    """What the reconciler needs to know of an active run's issue."""
+
+    id: str
+    identifier: str
+    state_type: str | None
+    label_ids: frozenset[str]
+    # Archived or in the trash: gone, for Foundry's purposes.
+    removed: bool
+    comments: tuple[IssueComment, ...] = ()
 
 
 class LinearClient:
@@ -124,6 +169,29 @@ class LinearClient:
             raise OutboundError(SERVICE, f"issue {issue_id} was not found", retryable=False)
         return found
 
+    def issue_state(self, issue_id: str, *, comments_since: datetime | None = None) -> IssueState | None:
+        """The issue's state, labels and (if `comments_since`) comments since then; None when
+        Linear says there is no such issue (it was deleted)."""
+        variables = {
+            "id": issue_id,
+            "withComments": comments_since is not None,
+            "since": comments_since.isoformat() if comments_since is not None else None,
+        }
+        response = http.send(
+            self._client, SERVICE, "POST", self._url, json={"query": ISSUE_STATE, "variables": variables}
+        )
+        errors = _graphql_errors(response)
+        if errors and all(_is_not_found(error) for error in errors):
+            return None
+        if errors:
+            self._raise_for_errors(errors, response)
+        http.check_status(SERVICE, response)
+        data = (http.json_object(response) or {}).get("data")
+        found = data.get("issue") if isinstance(data, dict) else None
+        if not isinstance(found, dict):
+            raise OutboundError(SERVICE, "the answer has no issue", retryable=False)
+        return _issue_state(found)
+
     def _raise_for_errors(self, errors: list[dict[str, Any]], response: httpx.Response) -> NoReturn:
         """Linear answers GraphQL errors with 200 or 400, so the errors decide before the status does."""
         if any(_code(error) in _RATE_LIMIT_CODES for error in errors):
@@ -162,3 +230,52 @@ def _check_created(response: httpx.Response) -> None:
     result = data.get("commentCreate") if isinstance(data, dict) else None
     if not isinstance(result, dict) or result.get("success") is not True:
         raise OutboundError(SERVICE, "commentCreate did not report success", retryable=False)
+
+
+def _is_not_found(error: dict[str, Any]) -> bool:
+    message = str(error.get("message", "")).lower()
+    extensions = error.get("extensions")
+    kind = str(extensions.get("type", "")).upper() if isinstance(extensions, dict) else ""
+    return (
+        _code(error) in _NOT_FOUND_CODES
+        or kind in _NOT_FOUND_CODES
+        or any(word in message for word in _NOT_FOUND_WORDS)
+    )
+
+
+def _nodes(connection: Any) -> list[dict[str, Any]]:
+    found = connection.get("nodes") if isinstance(connection, dict) else None
+    return [node for node in found if isinstance(node, dict)] if isinstance(found, list) else []
+
+
+def _issue_state(issue: dict[str, Any]) -> IssueState:
+    state = issue.get("state")
+    return IssueState(
+        id=str(issue.get("id", "")),
+        identifier=str(issue.get("identifier") or ""),
+        state_type=str(state["type"]) if isinstance(state, dict) and state.get("type") else None,
+        label_ids=frozenset(str(label["id"]) for label in _nodes(issue.get("labels")) if label.get("id")),
+        removed=bool(issue.get("archivedAt")) or issue.get("trashed") is True,
+        comments=tuple(_comment(node) for node in _nodes(issue.get("comments")) if node.get("id")),
+    )
+
+
+def _comment(node: dict[str, Any]) -> IssueComment:
+    found = node.get("user")
+    user: dict[str, Any] = found if isinstance(found, dict) else {}
+    author = events.Actor(*(_text(user.get(field)) for field in ("id", "name", "email")))
+    return IssueComment(str(node["id"]), str(node.get("body") or ""), _moment(node.get("createdAt")), author)
+
+
+def _moment(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None

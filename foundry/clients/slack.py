@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 
-from foundry.clients import http
+from foundry.clients import errors, http
 from foundry.clients.errors import OutboundError
 
 SERVICE = "slack"
@@ -30,6 +30,7 @@ class PostedMessage:
 
 class SlackClient:
     def __init__(self, bot_token: str, *, base_url: str = "https://slack.com/api", timeout_s: float = 10.0):
+        self._secret = bot_token
         headers = {"Authorization": f"Bearer {bot_token}"}
         self._client = httpx.Client(base_url=base_url, headers=headers, timeout=timeout_s)
 
@@ -79,12 +80,13 @@ class SlackClient:
         if answer is None:
             raise OutboundError(SERVICE, f"{api} answered something that is not JSON", retryable=False)
         if answer.get("ok") is not True:
-            raise _api_error(api, answer, response)
+            raise _api_error(api, answer, response, self._secret)
         return answer
 
 
-def _api_error(api: str, answer: dict[str, Any], response: httpx.Response) -> OutboundError:
-    error = str(answer.get("error", "unknown_error"))
+def _api_error(api: str, answer: dict[str, Any], response: httpx.Response, secret: str) -> OutboundError:
+    # Slack's `error` is a short code, but an invalid_auth has been seen echoing the token.
+    error = errors.detail(str(answer.get("error", "unknown_error")), secret)
     if error in _TRANSIENT_ERRORS:
         wait = http.retry_after(response, datetime.now(UTC))
         return OutboundError(SERVICE, f"{api}: {error}", retryable=True, retry_after_s=wait)

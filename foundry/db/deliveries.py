@@ -1,4 +1,4 @@
-"""Inbound deliveries: the durable record that makes every redelivery a no-op."""
+"""Inbound deliveries: the durable record that makes every redelivery and every replay a no-op."""
 
 from __future__ import annotations
 
@@ -24,28 +24,45 @@ class NewDelivery:
     delivery_key: str
     event: str
     received_at: datetime
+    # SHA-256 (hex) of the signed bytes; None for deliveries Foundry makes itself.
+    body_digest: str | None = None
 
 
 def _record(insert: Any) -> Any:
-    return insert(D).on_conflict_do_nothing(index_elements=[D.c.source, D.c.delivery_key]).returning(D.c.id)
+    # No conflict target: a conflict on any unique constraint of the table is a duplicate — the
+    # provider's delivery id (`uniq_delivery_per_source`) or the signed bytes' digest
+    # (`uniq_delivery_digest_per_source`). The only other one is the primary key, a fresh UUID.
+    # A NULL digest (our own deliveries) never conflicts: NULLs are distinct in both databases.
+    return insert(D).on_conflict_do_nothing().returning(D.c.id)
 
 
 _RECORD = {"postgresql": _record(postgresql.insert), "sqlite": _record(sqlite.insert)}
-_FIND = sa.select(D.c.id, D.c.verdict, D.c.run_id).where(
-    D.c.source == sa.bindparam("b_source"), D.c.delivery_key == sa.bindparam("b_key")
+# The earlier delivery a duplicate repeats: by key, else by digest (`= NULL` matches nothing).
+_KEY_MATCH = D.c.delivery_key == sa.bindparam("b_key")
+_FIND = (
+    sa.select(D.c.id, D.c.verdict, D.c.run_id)
+    .where(
+        D.c.source == sa.bindparam("b_source"),
+        sa.or_(_KEY_MATCH, D.c.body_digest == sa.bindparam("b_digest")),
+    )
+    .order_by(sa.case((_KEY_MATCH, 0), else_=1))
+    .limit(1)
 )
 
 
 async def record(
     tx: Tx, delivery: NewDelivery, *, verdict: str, run_id: str | None, reason: str | None = None
 ) -> bool:
-    """Record the delivery with its verdict; False when (source, key) was already recorded."""
+    """Record the delivery with its verdict; False when its key or its digest was already
+    recorded for its source."""
     params = {**delivery.__dict__, "verdict": verdict, "run_id": run_id, "reason": reason}
     return bool(await tx.rows(_RECORD[tx.dialect], params))
 
 
-async def find(tx: Tx, source: str, delivery_key: str) -> Row | None:
-    return await txm.first(tx, _FIND, {"b_source": source, "b_key": delivery_key})
+async def find(tx: Tx, source: str, delivery_key: str, body_digest: str | None = None) -> Row | None:
+    """The recorded delivery with this key — or, failing that, with this digest."""
+    params = {"b_source": source, "b_key": delivery_key, "b_digest": body_digest}
+    return await txm.first(tx, _FIND, params)
 
 
 async def recent(

@@ -1,4 +1,9 @@
-"""Driver exceptions turned into Foundry's typed storage errors, by constraint name."""
+"""Driver exceptions turned into Foundry's typed storage errors, by constraint name.
+
+A value the database refuses (a NUL, a lone surrogate, a number or string no column holds) is
+`InvalidValue`, answered 400: validation at the edge should have caught it, and this is the last
+line that keeps it from becoming a 500.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,7 @@ import psycopg_pool
 from sqlalchemy import exc as sa_exc
 
 from foundry.db import schema
-from foundry.errors import DatabaseUnavailable, StorageError, UniqueViolation
+from foundry.errors import DatabaseUnavailable, InvalidValue, StorageError, UniqueViolation
 
 _SQLITE_UNIQUE = re.compile(r"UNIQUE constraint failed: (.+)")
 
@@ -25,6 +30,8 @@ def translate(exc: BaseException) -> BaseException:
         match = _SQLITE_UNIQUE.search(str(original))
         if match:
             return UniqueViolation(constraint_for_columns(match.group(1)), str(original))
+    if _refused_value(exc, original):
+        return InvalidValue(f"the database refused a value: {_first_line(original)}")
     if isinstance(original, psycopg.OperationalError | psycopg_pool.PoolTimeout):
         return DatabaseUnavailable(f"database unavailable: {_first_line(original)}")
     if isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError):
@@ -32,6 +39,17 @@ def translate(exc: BaseException) -> BaseException:
     if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
         return DatabaseUnavailable(f"database connection lost: {_first_line(original)}")
     return exc
+
+
+def _refused_value(exc: BaseException, original: BaseException | None) -> bool:
+    """Postgres's data exceptions (class 22: NumericValueOutOfRange, StringDataRightTruncation,
+    CharacterNotInRepertoire, UntranslatableCharacter, ...) and psycopg's own NUL check; a lone
+    surrogate neither driver can encode; an int too big for SQLite to bind."""
+    if isinstance(original, psycopg.DataError) or isinstance(exc, sa_exc.DataError):
+        return True
+    if isinstance(original, UnicodeEncodeError):
+        return original.reason == "surrogates not allowed"
+    return isinstance(original, OverflowError) and "SQLite INTEGER" in str(original)
 
 
 def constraint_for_columns(failing: str) -> str | None:

@@ -2,7 +2,9 @@
 
 On Postgres the common cases are one statement (data-modifying CTEs): insert the run unless
 `uniq_active_run_per_issue` already holds one, append its first timeline event, and record the
-delivery against whichever run is now the issue's active one. Only when that statement could
+delivery against whichever run is now the issue's active one — unless its key or its digest was
+recorded before (the delivery's `ON CONFLICT DO NOTHING` has no target, so either unique
+constraint makes it a duplicate, exactly as `deliveries.record` does). Only when that statement could
 not see the active run (it committed while we waited on its index entry) does the portable path
 run. SQLite — one writer at a time, in-process — always takes the portable path.
 """
@@ -62,12 +64,13 @@ WITH run AS (
     FROM run
     RETURNING id
 ), delivery AS (
-    INSERT INTO webhook_deliveries (id, source, delivery_key, event, verdict, run_id, received_at)
+    INSERT INTO webhook_deliveries
+        (id, source, delivery_key, body_digest, event, verdict, run_id, received_at)
     SELECT CAST(:delivery_id AS text), CAST(:source AS text), CAST(:delivery_key AS text),
-           CAST(:delivery_event AS text), CASE WHEN opened THEN 'opened' ELSE 'attached' END,
-           run_id, :now
+           CAST(:body_digest AS text), CAST(:delivery_event AS text),
+           CASE WHEN opened THEN 'opened' ELSE 'attached' END, run_id, :now
     FROM target WHERE run_id IS NOT NULL
-    ON CONFLICT (source, delivery_key) DO NOTHING
+    ON CONFLICT DO NOTHING
     RETURNING id
 )
 SELECT target.run_id, target.opened, (SELECT id FROM delivery) AS delivery_id,
@@ -149,5 +152,6 @@ def _params(
         "delivery_id": delivery.id,
         "source": delivery.source,
         "delivery_key": delivery.delivery_key,
+        "body_digest": delivery.body_digest,
         "delivery_event": delivery.event,
     }

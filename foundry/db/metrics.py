@@ -27,6 +27,8 @@ _PENDING = sa.select(_COUNT, sa.func.min(OUTBOX.c.created_at).label("oldest")).w
     OUTBOX.c.state == "pending"
 )
 _FAILED = sa.select(OUTBOX.c.kind, _COUNT).where(OUTBOX.c.state == "failed").group_by(OUTBOX.c.kind)
+# Active runs only (through `ix_runs_status`), so the cost follows the live runs, not history.
+_SILENT = sa.select(_COUNT).where(schema.ACTIVE_RUN, R.c.silent_flagged_at.is_not(None))
 
 
 async def deliveries_by_verdict(tx: Tx) -> Sequence[Row]:
@@ -54,3 +56,8 @@ async def outbox_pending(tx: Tx) -> tuple[int, datetime | None]:
 async def outbox_failed_by_kind(tx: Tx) -> Sequence[Row]:
     """Rows of (kind, n): effects that were given up on."""
     return await tx.rows(_FAILED)
+
+
+async def silent_runs(tx: Tx) -> int:
+    """Active runs flagged silent: no agent report for `runs.agent_silence_s`."""
+    return int(await txm.scalar(tx, _SILENT))

@@ -83,6 +83,9 @@ _SERVER_DEFAULTED = {
     "pr_repository",
     "pr_head_sha",
     "pr_checked_sha",
+    "agent_seen_at",
+    "silent_flagged_at",
+    "github_synced_at",
 }
 _INSERT_RUN = {
     "postgresql": _insert_unless_active(postgresql.insert),

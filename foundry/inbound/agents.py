@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from foundry.domain.agents import AgentSpec, Report
 from foundry.errors import BadRequest
+from foundry.inbound import text
 
 
 class _Model(BaseModel):
@@ -45,7 +46,7 @@ class NewAgent(_Model):
 class AgentEvent(_Model):
     kind: Literal["started", "progress", "pr_opened", "failed", "subscription_failed", "cost"]
     message: str | None = Field(None, max_length=10_000)
-    pr_number: int | None = Field(None, gt=0)
+    pr_number: int | None = Field(None, ge=1, le=text.INT32_MAX)
     pr_url: str | None = Field(None, max_length=2000)
     reason: str | None = Field(None, max_length=10_000)
     subscription: str | None = Field(None, max_length=64)
@@ -66,11 +67,9 @@ class AgentEvent(_Model):
 def parse(model: type[_Model], body: bytes) -> Any:
     """Validate `body` as `model`, or raise `BadRequest` with one readable sentence."""
     try:
-        return model.model_validate_json(body or b"{}")
+        return model.model_validate(text.loads(body or b"{}"))
     except ValidationError as exc:
         error = exc.errors()[0]
-        if error["type"] == "json_invalid":
-            raise BadRequest("The body is not valid JSON.") from exc
         where = ".".join(str(p) for p in error["loc"])
         message = error["msg"].removeprefix("Value error, ")
         raise BadRequest(f"{where + ': ' if where else ''}{message}.") from exc

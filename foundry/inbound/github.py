@@ -8,9 +8,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from foundry.domain import pulls
 from foundry.errors import BadRequest
+from foundry.inbound import text
 
 T = TypeVar("T")
 EVENTS = ("ping", "pull_request", "pull_request_review", "check_suite")
+# `{event}.{action}` is recorded in `webhook_deliveries.event` (64): GitHub's longest event
+# name is 31 characters, its actions at most 32.
+MAX_EVENT = 31
 
 
 class _Model(BaseModel):
@@ -23,7 +27,7 @@ class _Ref(_Model):
 
 
 class _PullRequest(_Model):
-    number: int
+    number: int = Field(ge=1, le=text.INT32_MAX)
     html_url: str | None = None
     title: str = ""
     body: str | None = None
@@ -60,16 +64,16 @@ class Payload(_Model):
 
 def parse(body: bytes) -> Payload:
     try:
-        return Payload.model_validate_json(body)
+        return Payload.model_validate(text.loads(body))
     except ValidationError as exc:
         error = exc.errors()[0]
-        if error["type"] == "json_invalid":
-            raise BadRequest("The body is not valid JSON.") from exc
         where = ".".join(str(p) for p in error["loc"]) or "body"
         raise BadRequest(f"GitHub payload field {where}: {error['msg'].lower()}.") from exc
 
 
 def to_intent(event: str, payload: Payload) -> pulls.Intent:
+    if len(event) > MAX_EVENT:
+        raise BadRequest(f"The X-GitHub-Event header is longer than {MAX_EVENT} characters.")
     if event == "ping":
         return pulls.Ignore("ping: the webhook is set up")
     if event not in EVENTS:

@@ -8,19 +8,21 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from foundry.domain import events
 from foundry.errors import BadRequest
+from foundry.inbound import text
 
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="ignore", populate_by_name=True)
 
 
-class _Actor(_Model):
-    id: str | None = None
-    name: str | None = None
-    email: str | None = None
-
-
 # Lengths match the columns these values are stored in: a longer one is refused with a 400.
+# (An actor is recorded in `run_events.actor`, 255 characters.)
+class _Actor(_Model):
+    id: str | None = Field(None, max_length=255)
+    name: str | None = Field(None, max_length=255)
+    email: str | None = Field(None, max_length=255)
+
+
 class _Label(_Model):
     id: str = Field(max_length=64)
     name: str
@@ -79,7 +81,9 @@ class Envelope(_Model):
     actor: _Actor | None = None
     data: _Data | None = None
     updated_from: _UpdatedFrom | None = Field(None, alias="updatedFrom")
-    webhook_timestamp: int = Field(alias="webhookTimestamp")
+    webhook_timestamp: int = Field(
+        alias="webhookTimestamp", ge=text.TIMESTAMP_MS_MIN, le=text.TIMESTAMP_MS_MAX
+    )
     agent_session: _AgentSession | None = Field(None, alias="agentSession")
     agent_activity: _AgentActivity | None = Field(None, alias="agentActivity")
 
@@ -87,12 +91,10 @@ class Envelope(_Model):
 def parse(body: bytes) -> Envelope:
     """The envelope of a Linear delivery, or `BadRequest` naming what is wrong with it."""
     try:
-        return Envelope.model_validate_json(body)
+        return Envelope.model_validate(text.loads(body))
     except ValidationError as exc:
         error = exc.errors()[0]
         where = ".".join(str(p) for p in error["loc"]) or "body"
-        if error["type"] == "json_invalid":
-            raise BadRequest("The body is not valid JSON.") from exc
         raise BadRequest(f"Linear payload field {where}: {error['msg'].lower()}.") from exc
 
 

@@ -17,9 +17,13 @@ def linear_valid(secret: str, body: bytes, signature: str | None) -> bool:
     return _same(hex_hmac(secret, body), signature.strip().lower())
 
 
-def timestamp_fresh(sent_at_s: float, now_s: float, tolerance_s: float) -> bool:
-    """A signed timestamp within the window, in either direction (clock skew, replays)."""
-    return abs(now_s - sent_at_s) <= tolerance_s
+def timestamp_within(sent_at_ms: int, now_ms: int, *, max_age_s: int, max_ahead_s: int) -> bool:
+    """A signed timestamp at most `max_age_s` old and at most `max_ahead_s` ahead (clock skew).
+
+    In whole milliseconds, on integers: any integer a sender signed compares, none overflows.
+    """
+    age_ms = now_ms - sent_at_ms
+    return -max_ahead_s * 1000 <= age_ms <= max_age_s * 1000
 
 
 def slack_valid(secret: str, body: bytes, timestamp: str | None, signature: str | None) -> bool:

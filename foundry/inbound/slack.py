@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from foundry.domain import messages, triggers
 from foundry.domain.triggers import Decision
 from foundry.errors import BadRequest
+from foundry.inbound import text
 
 _DECISIONS = {
     messages.APPROVE: Decision.APPROVE,
@@ -23,17 +24,19 @@ class _Model(BaseModel):
 
 # Lengths match the columns these values are stored in: a longer one is refused with a 400,
 # not truncated (a truncated key could collide) and never left to fail in the database.
+# `{type}.{action_id}` is the delivery's event (64 characters); a name is an actor (255).
 _ID = Field(max_length=64)
+_NAME = Field(None, max_length=255)
 
 
 class _User(_Model):
     id: str = _ID
-    username: str | None = None
-    name: str | None = None
+    username: str | None = _NAME
+    name: str | None = _NAME
 
 
 class _Action(_Model):
-    action_id: str = _ID
+    action_id: str = Field(max_length=31)
     value: str | None = Field(None, max_length=64)
     action_ts: str | None = Field(None, max_length=64)
 
@@ -42,6 +45,9 @@ class Interaction(_Model):
     type: str = Field(max_length=32)
     user: _User | None = None
     actions: list[_Action] = []
+
+
+_INVALID = "The Slack payload is not valid interaction JSON."
 
 
 def parse(body: bytes) -> Interaction:
@@ -54,9 +60,9 @@ def parse(body: bytes) -> Interaction:
     if not payload:
         raise BadRequest("The Slack body has no payload field.")
     try:
-        return Interaction.model_validate_json(payload[0])
+        return Interaction.model_validate(text.loads(payload[0], invalid=_INVALID))
     except ValidationError as exc:
-        raise BadRequest("The Slack payload is not valid interaction JSON.") from exc
+        raise BadRequest(_INVALID) from exc
 
 
 def delivery_key(interaction: Interaction) -> str:

@@ -4,7 +4,8 @@ A token works only for its own agent, and only for runs dispatched to that agent
 are active: a run's grant to its agent ends with the run. A subscription failure switches the
 agent's subscription under the agent's row lock (held across processes), after re-reading it:
 if it already changed since the failure was observed, the report is stale and changes nothing,
-so a burst of failures gives one switch and one restart — never A→B→C.
+so a burst of failures gives one switch and one restart — never A→B→C. Every report is the
+agent's sign of life: it restarts the silence clock and ends a silence flag.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from foundry import logs
-from foundry.db import agents, outbox, runs
+from foundry.db import agents, outbox, runs, silence
 from foundry.db.database import Database
 from foundry.db.tx import Row, Tx
 from foundry.domain.agents import Report
@@ -54,6 +55,7 @@ class AgentEvents:
         if not is_active(run["status"]):
             raise Forbidden(f"Run {run_id} has ended ({run['status']}); its agent's access ended with it.")
         now = self._clock()
+        await silence.seen(tx, run_id, now)  # any report is a sign of life: a silence flag ends
         handler = getattr(self, f"_on_{event.kind}")
         result: dict[str, Any] = await handler(tx, run, event, now)
         return {"run_id": run_id, "kind": event.kind, **result}
@@ -100,7 +102,10 @@ class AgentEvents:
             )
             return {"status": run["status"], "redispatched": True}
         failed = runs.NewEvent("failed", now, run["agent_name"], {"reason": event.reason})
-        await runs.transition(tx, run["id"], expected=run["status"], new=RunStatus.FAILED, event=failed)
+        if not await runs.transition(
+            tx, run["id"], expected=run["status"], new=RunStatus.FAILED, event=failed
+        ):  # cannot happen under the row lock; a transition that did not happen has no effect
+            return {"status": run["status"], "redispatched": False}
         body = f"**Foundry run failed** after {run['attempt']} attempts: {event.reason or 'no reason given'}."
         await outbox.enqueue(tx, effects.linear_comment(run, "failed", body), now=now)
         return {"status": RunStatus.FAILED.value, "redispatched": False}

@@ -1,13 +1,16 @@
 """One inbound delivery, one transaction, one outcome — exactly once, for every source.
 
 The effect runs first and the delivery is recorded last, in the same transaction. If the
-delivery was already recorded (a redelivery, or a concurrent copy that committed first), the
-whole transaction rolls back, effect included, and the caller hears `duplicate`. A delivery
-whose processing fails is therefore never marked seen, and the sender's retry still works.
+delivery was already recorded — by its provider's delivery id (a redelivery, or a concurrent
+copy that committed first) or by the digest of its signed bytes (a captured body replayed under
+a new, unsigned id) — the whole transaction rolls back, effect included, and the caller hears
+`duplicate`. A delivery whose processing fails is therefore never marked seen, and the sender's
+retry still works.
 """
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
@@ -29,6 +32,8 @@ class Delivery:
     key: str
     event: str
     received_at: datetime
+    # SHA-256 (hex) of the signed bytes (`digest(body)`); None for deliveries Foundry makes itself.
+    digest: str | None = None
 
 
 @dataclass(frozen=True)
@@ -42,19 +47,17 @@ class Result:
 Step = Callable[[Tx, deliveries.NewDelivery], Coroutine[Any, Any, Result]]
 
 
+def digest(body: bytes) -> str:
+    """The digest a delivery is also known by: SHA-256 (hex) of the bytes its sender signed."""
+    return hashlib.sha256(body).hexdigest()
+
+
 async def process(db: Database, delivery: Delivery, step: Step) -> Result:
-    new = deliveries.NewDelivery(
-        # The event name is a label for people (its column holds 64): shorten, never fail.
-        str(uuid.uuid4()),
-        delivery.source,
-        delivery.key,
-        delivery.event[:64],
-        delivery.received_at,
-    )
+    new = _new(delivery)
     try:
         result = await db.transaction(lambda tx: step(tx, new))
     except intake_store.AlreadyRecorded:
-        result = await db.transaction(lambda tx: _duplicate(tx, delivery.source, delivery.key), write=False)
+        result = await db.transaction(lambda tx: _duplicate(tx, delivery), write=False)
     log.info(
         "delivery.accepted",
         source=delivery.source,
@@ -69,13 +72,23 @@ async def process(db: Database, delivery: Delivery, step: Step) -> Result:
 
 def process_sync(db: Database, delivery: Delivery, step: Step) -> Result:
     """`process` for synchronous callers (the worker): the same transaction, the same rules."""
-    new = deliveries.NewDelivery(
-        str(uuid.uuid4()), delivery.source, delivery.key, delivery.event[:64], delivery.received_at
-    )
+    new = _new(delivery)
     try:
         return db.transaction_sync(lambda tx: step(tx, new))
     except intake_store.AlreadyRecorded:
-        return db.transaction_sync(lambda tx: _duplicate(tx, delivery.source, delivery.key), write=False)
+        return db.transaction_sync(lambda tx: _duplicate(tx, delivery), write=False)
+
+
+def _new(delivery: Delivery) -> deliveries.NewDelivery:
+    return deliveries.NewDelivery(
+        str(uuid.uuid4()),
+        delivery.source,
+        delivery.key,
+        # The event name is a label for people (its column holds 64): shorten, never fail.
+        delivery.event[:64],
+        delivery.received_at,
+        delivery.digest,
+    )
 
 
 async def recorded(tx: Tx, d: deliveries.NewDelivery, result: Result, *, refused: bool = False) -> Result:
@@ -90,6 +103,6 @@ def ignore(reason: str) -> Step:
     return lambda tx, d: recorded(tx, d, Result("ignored", reason=reason))
 
 
-async def _duplicate(tx: Tx, source: str, key: str) -> Result:
-    seen = await deliveries.find(tx, source, key)
+async def _duplicate(tx: Tx, delivery: Delivery) -> Result:
+    seen = await deliveries.find(tx, delivery.source, delivery.key, delivery.digest)
     return Result("duplicate", seen["run_id"] if seen else None)

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from foundry import logs
-from foundry.db import agents, leases, outbox, runs, schema
+from foundry.db import agents, leases, outbox, runs, schema, silence
 from foundry.db.database import Database
 from foundry.db.tx import Row, Tx
 from foundry.domain import secrets_scan
@@ -86,6 +86,7 @@ class Dispatch:
             "agent_name": agent["name"],
             "attempt": attempt,
             "agent_subscription": agent["current_subscription"],
+            **silence.seen_values(now),
         }
         if not await runs.transition(
             tx,
@@ -145,7 +146,11 @@ async def redispatch(
         attempt=attempt,
         status=run["status"],
         event=event,
-        values={"agent_subscription": subscription, "status": RunStatus.AGENT_RUNNING.value},
+        values={
+            "agent_subscription": subscription,
+            "status": RunStatus.AGENT_RUNNING.value,
+            **silence.seen_values(now),
+        },
     ):
         return False
     await outbox.enqueue(tx, effects.dispatch(run["id"], run["agent_name"], attempt + 1, job), now=now)

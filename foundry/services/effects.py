@@ -15,6 +15,8 @@ from foundry.domain.plans import Plan
 LINEAR_COMMENT, SLACK_MESSAGE, SLACK_UPDATE = "linear_comment", "slack_message", "slack_update"
 AGENT_DISPATCH, AGENT_CANCEL = "agent_dispatch", "agent_cancel"
 LINEAR_ATTACHMENT = "linear_attachment"
+# Asking GitHub to send a failed webhook delivery again (the redelivery sweeper); no run.
+GITHUB_REDELIVER = "github_redeliver"
 
 
 def linear_comment(run: Mapping[str, Any], step: str, body: str, attempt: int = 0) -> Effect:
@@ -71,3 +73,14 @@ def linear_attachment(run: Mapping[str, Any], url: str, title: str) -> Effect:
     """The PR on the Linear issue: Linear upserts attachments by URL, and the key says once."""
     payload = {"issue_id": run["linear_issue_id"], "url": url, "title": title}
     return Effect(effects.key(run["id"], "pr_attachment"), LINEAR_ATTACHMENT, payload, run["id"])
+
+
+def dispatch_given_up(run: Mapping[str, Any], attempt: int, reason: str) -> Effect:
+    """The one comment saying a job never reached its agent: keyed by run and attempt, so a
+    retried settle, or a second sender, never says it twice."""
+    body = (
+        f"**Foundry run failed**: attempt {attempt} could not be delivered to agent "
+        f"{run['agent_name']} ({reason}). Once the agent is reachable, retry the run "
+        "(`/foundry start` on this issue, or the operator's retry)."
+    )
+    return linear_comment(run, "dispatch_failed", body, attempt)

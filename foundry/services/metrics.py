@@ -2,20 +2,24 @@
 
 Nothing is counted in memory. A scrape reads one snapshot of `Figures` in one read transaction
 over the tables that already hold the truth — deliveries, runs and their timelines, the outbox —
-and a custom Collector turns it into metric families. Any number of web processes, behind any
-load balancer, answer the same figures; a restart loses nothing; no multi-process directory.
+and a custom Collector turns it into metric families. What no table records (a refused delivery
+writes nothing) is added to a counter row in `metric_counters` by the process that saw it. Any
+number of web processes, behind any load balancer, answer the same figures; a restart loses
+nothing; no multi-process directory.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from prometheus_client import exposition, registry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from foundry.db import metrics
+from foundry import logs
+from foundry.db import counters, metrics
 from foundry.db.database import Database
 from foundry.db.tx import Tx
 from foundry.domain.statuses import RunStatus
@@ -23,6 +27,12 @@ from foundry.services import retention
 
 # The text format every Prometheus scraper reads; our names and labels need nothing newer.
 CONTENT_TYPE = exposition.CONTENT_TYPE_PLAIN_0_0_4
+REFUSED = "foundry_deliveries_refused"
+# A refusal's answer waits at most this for its count: well inside every sender's deadline
+# (Slack's is 3 s), and shorter than the pool's 3 s wait when the database is down.
+COUNT_WAIT_S = 1.0
+
+log = logs.get("foundry.metrics")
 
 
 @dataclass(frozen=True)
@@ -33,11 +43,14 @@ class Figures:
     outbox_pending: int
     outbox_oldest_pending_age_s: float
     outbound_failures: Mapping[str, int]  # effect kind → rows
+    refused: Mapping[tuple[str, str], int] = field(default_factory=dict)  # (source, reason) → count
+    runs_silent: int = 0
 
 
 async def read(tx: Tx, now: datetime) -> Figures:
     """Every figure, from one transaction; `now` dates the queue's age."""
     pending, oldest = await metrics.outbox_pending(tx)
+    refused = await counters.series(tx, REFUSED)
     return Figures(
         deliveries={
             (r["source"], r["verdict"]): int(r["n"]) for r in await metrics.deliveries_by_verdict(tx)
@@ -47,6 +60,8 @@ async def read(tx: Tx, now: datetime) -> Figures:
         outbox_pending=pending,
         outbox_oldest_pending_age_s=max(0.0, (now - oldest).total_seconds()) if oldest else 0.0,
         outbound_failures={r["kind"]: int(r["n"]) for r in await metrics.outbox_failed_by_kind(tx)},
+        refused={(labels["source"], labels["reason"]): n for labels, n in refused},
+        runs_silent=await metrics.silent_runs(tx),
     )
 
 
@@ -54,6 +69,14 @@ _DELIVERIES_HELP = (
     "Webhook deliveries recorded, by source and verdict. Counts the rows of webhook_deliveries, "
     f"which are pruned {retention.DELIVERY_RETENTION.days} days after receipt: it covers that "
     "window and falls when old rows are pruned."
+)
+_REFUSED_HELP = (
+    "Webhook deliveries refused (not configured, too large, bad signature, malformed, stale "
+    "timestamp, body too slow), by source and reason; kept in the database, summed over every process."
+)
+_SILENT_HELP = (
+    "Active runs flagged silent: no report from their agent for runs.agent_silence_s "
+    "(flagged on the run's timeline; cleared when the agent reports)."
 )
 _TRANSITIONS_HELP = (
     'Run status changes on the runs\' timelines, by the status entered (events whose data has a "to" '
@@ -97,6 +120,11 @@ def families(figures: Figures) -> Iterator[Metric]:
     for kind, count in sorted(figures.outbound_failures.items()):
         failures.add_metric([kind], count)
     yield failures
+    refused = CounterMetricFamily(REFUSED, _REFUSED_HELP, labels=["source", "reason"])
+    for (source, reason), count in sorted(figures.refused.items()):
+        refused.add_metric([source, reason], count)
+    yield refused
+    yield GaugeMetricFamily("foundry_runs_silent", _SILENT_HELP, value=figures.runs_silent)
 
 
 def _every_status(found: Mapping[str, int]) -> list[str]:
@@ -129,3 +157,17 @@ class Metrics:
     async def scrape(self, now: datetime) -> bytes:
         figures = await self._db.transaction(lambda tx: read(tx, now), write=False)
         return exposition_text(figures)
+
+    async def count_refused(self, source: str, reason: str) -> bool:
+        """Add one refused delivery, in its own short transaction. Best effort: never raises,
+        never waits past `COUNT_WAIT_S`; False when the count was not made (the database is down)."""
+        labels = {"source": source, "reason": reason}
+        try:
+            await asyncio.wait_for(
+                self._db.transaction(lambda tx: counters.increment(tx, REFUSED, labels)), COUNT_WAIT_S
+            )
+        except Exception as exc:  # a count is never worth an answer: log it and go on
+            error = str(exc) or type(exc).__name__
+            log.warning("metrics.count_failed", counter=REFUSED, **labels, error=error)
+            return False
+        return True

@@ -5,6 +5,13 @@ A PR belongs to a run by, in order: the PR already recorded on a run; the head b
 identifier in branch or title among runs still waiting for their PR. One run has at most one
 PR. CI failures and requested changes re-dispatch the agent on the same branch, within
 `remediation.max_retries` and `budget.max_cost_per_issue`; past either, the run needs a person.
+
+The same steps serve the webhooks and the GitHub reconciler, whose delivery keys differ (a
+GitHub GUID, or one derived from PR, head and state), so delivery dedup cannot make the two
+one: each step is idempotent itself. A PR seen again at a head already recorded changes
+nothing; closing is a compare-and-set transition; and a re-dispatch inserts first its notice on
+the issue, keyed `run:<id>:remediate:<head sha>:<reason>:0` — the unique effect key is the
+marker, so one failed head sends the agent back once, whoever saw it first.
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ from foundry.db.tx import Row, Tx
 from foundry.domain import pulls
 from foundry.domain.statuses import RunStatus, is_active
 from foundry.services import dispatch, effects
-from foundry.services.delivery import Delivery, Result, Step, ignore, process, recorded
+from foundry.services.delivery import Delivery, Result, Step, ignore, process, process_sync, recorded
 from foundry.services.jobs import Jobs
 
 NewDelivery = deliveries.NewDelivery
@@ -44,6 +51,10 @@ class Pulls:
     async def handle(self, delivery: Delivery, intent: pulls.Intent) -> Result:
         return await process(self._db, delivery, self._step_for(intent))
 
+    def handle_sync(self, delivery: Delivery, intent: pulls.Intent) -> Result:
+        """`handle` for the worker (the GitHub reconciler): the same steps, the same transaction."""
+        return process_sync(self._db, delivery, self._step_for(intent))
+
     def _step_for(self, intent: pulls.Intent) -> Step:
         if isinstance(intent, pulls.Ignore):
             return ignore(intent.reason)
@@ -65,12 +76,8 @@ class Pulls:
 
     async def _changed(self, tx: Tx, d: NewDelivery, run: Row, intent: pulls.PrChanged) -> Result:
         pr = intent.pr
-        values = {
-            "pr_number": pr.number,
-            "pr_url": pr.url,
-            "pr_repository": pr.repository,
-            "pr_head_sha": pr.head_sha,
-        }
+        if _at_head(run, pr):
+            return Result("updated", run["id"], changed=False, reason="the PR is already at this head")
         first = run["pr_number"] is None
         event = runs.NewEvent(
             "pr_opened" if first else "pr_pushed",
@@ -79,15 +86,22 @@ class Pulls:
             {"pr_number": pr.number, "head_sha": pr.head_sha, "action": intent.action},
             d.id,
         )
+        values = {
+            "pr_number": pr.number,
+            "pr_url": pr.url,
+            "pr_repository": pr.repository,
+            "pr_head_sha": pr.head_sha,
+        }
         if run["status"] == RunStatus.AGENT_RUNNING:
-            await runs.transition(
+            if not await runs.transition(
                 tx,
                 run["id"],
                 expected=RunStatus.AGENT_RUNNING,
                 new=RunStatus.PR_OPEN,
                 event=event,
                 values=values,
-            )
+            ):
+                return Result("updated", run["id"], changed=False, reason=f"run is no longer {run['status']}")
         else:
             await runs.update(tx, run["id"], values)
             await runs.append_event(tx, run["id"], event)
@@ -116,25 +130,34 @@ class Pulls:
 
     async def _remediate(self, tx: Tx, d: NewDelivery, run: Row, intent: pulls.Remediate) -> Result:
         why = self._why_not_retry(run, await runs.issue_cost(tx, run["linear_issue_id"]))
-        if why is None:
-            context = {
-                "reason": intent.reason,
-                "details": intent.details,
-                "pr_url": intent.pr.url,
-                "repository": intent.pr.repository,
-                "head_sha": intent.pr.head_sha,
-            }
-            redone = await dispatch.redispatch(
-                tx,
-                self._jobs,
-                run,
-                now=d.received_at,
-                why=intent.reason,
-                subscription=run["agent_subscription"],
-                context=context,
+        if why is not None:
+            return await self._needs_person(tx, d, run, intent, why)
+        if not await outbox.enqueue(tx, self._sent_back(run, intent), now=d.received_at):
+            head = f"{intent.pr.head_sha[:12]} ({intent.reason})"
+            return Result(
+                "updated", run["id"], changed=False, reason=f"the agent was already sent back for {head}"
             )
-            return Result("updated", run["id"], changed=redone)
-        return await self._needs_person(tx, d, run, intent, why)
+        redone = await dispatch.redispatch(
+            tx,
+            self._jobs,
+            run,
+            now=d.received_at,
+            why=intent.reason,
+            subscription=run["agent_subscription"],
+            context=_context(intent),
+        )
+        return Result("updated", run["id"], changed=redone)
+
+    def _sent_back(self, run: Row, intent: pulls.Remediate) -> outbox.Effect:
+        """The notice on the issue, inserted first: its effect key says this head was handled."""
+        attempt = int(run["attempt"]) + 1
+        what = "CI failed" if intent.reason == "ci_failed" else intent.reason.replace("_", " ").capitalize()
+        body = (
+            f"**{what}** on {intent.pr.url} at `{intent.pr.head_sha[:12]}`: Foundry sent the agent "
+            f"back to fix it (attempt {attempt} of {self._max_retries + 1})."
+        )
+        step = pulls.remediation_step(intent.pr.head_sha, intent.reason)
+        return effects.linear_comment(run, step, body)
 
     def _why_not_retry(self, run: Mapping[str, Any], spent: float) -> str | None:
         if run["agent_name"] is None:
@@ -160,15 +183,33 @@ class Pulls:
         return Result("updated", run["id"], changed=False, reason=why)
 
 
+def _at_head(run: Row, pr: pulls.PullRequest) -> bool:
+    """The run already records this PR at this head: seeing it again changes nothing."""
+    return (run["pr_number"], run["pr_repository"], run["pr_head_sha"]) == (
+        pr.number,
+        pr.repository,
+        pr.head_sha,
+    )
+
+
+def _context(intent: pulls.Remediate) -> dict[str, Any]:
+    """What the agent is sent back with (the sender adds the failing checks when it sends)."""
+    return {
+        "reason": intent.reason,
+        "details": intent.details,
+        "pr_url": intent.pr.url,
+        "repository": intent.pr.repository,
+        "head_sha": intent.pr.head_sha,
+    }
+
+
 async def _owner(tx: Tx, pr: pulls.PullRequest) -> tuple[Row | None, str]:
     """The active run this PR belongs to, or None and why not."""
     run = await runs.by_pull_request(tx, pr.repository, pr.number) or await _linked(tx, pr)
     if run is None:
         return None, "no run is waiting for this pull request"
-    if run["pr_number"] is not None and (run["pr_number"], run["pr_repository"]) != (
-        pr.number,
-        pr.repository,
-    ):
+    # An agent's `pr_opened` records the number but not the repository: that is no other PR.
+    if run["pr_number"] not in (None, pr.number) or run["pr_repository"] not in (None, pr.repository):
         return None, f"run {run['id']} already has PR #{run['pr_number']}"
     if not is_active(run["status"]):
         return None, f"run {run['id']} is {run['status']}"

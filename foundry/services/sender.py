@@ -1,4 +1,10 @@
-"""The outbox sender: deliver each pending effect, retry with backoff, never twice after success."""
+"""The outbox sender: deliver each pending effect, retry with backoff, never twice after success.
+
+An effect given up on (failed: not retryable, or out of attempts) goes on its run's timeline,
+and a dispatch given up fails its run with one comment on the issue — all in the transaction
+that settles the outbox row, fenced by the sender's lease, so a stale sender changes nothing.
+Every error is scrubbed of the configured secrets before it is logged or stored.
+"""
 
 from __future__ import annotations
 
@@ -13,9 +19,11 @@ from foundry.clients.errors import OutboundError
 from foundry.clients.github import GitHubClient
 from foundry.clients.linear import LinearClient
 from foundry.clients.slack import SlackClient
-from foundry.db import agents, leases, outbox
+from foundry.db import agents, leases, outbox, runs
 from foundry.db.database import Database
-from foundry.domain import backoff
+from foundry.db.tx import Row, Tx
+from foundry.domain import backoff, statuses
+from foundry.domain.statuses import RunStatus
 from foundry.services import effects
 
 log = logs.get("foundry.outbox")
@@ -44,6 +52,7 @@ class Sender:
         lease: timedelta,
         max_attempts: int,
         clock: Clock,
+        redact: Callable[[str], str] = logs.scrub,
     ) -> None:
         self._db = db
         self._linear = linear
@@ -55,6 +64,7 @@ class Sender:
         self._ttl = lease
         self._max_attempts = max_attempts
         self._clock = clock
+        self._redact = redact
         self._warned: set[str] = set()
 
     def send_once(self) -> int:
@@ -65,14 +75,20 @@ class Sender:
         if claimed is None:
             return 0
         lease, row = claimed
-        self._settle(lease, row, **self._attempt(row))
+        outcome = self._attempt(row)
+        if outcome.get("error") is not None:
+            outcome["error"] = self._redact(outcome["error"])
+        self._settle(lease, row, **outcome)
         return 1
 
     def _attempt(self, row: Mapping[str, Any]) -> dict[str, Any]:
         try:
             return {"state": "sent", "result": self._deliver(row)}
         except Skip as skipped:
-            return {"state": "skipped", "error": str(skipped)}
+            # A job that can never be sent (its agent is gone, its write-back off) is a job
+            # given up on: skipping it quietly would leave the run waiting for ever.
+            given_up = row["kind"] == effects.AGENT_DISPATCH
+            return {"state": "failed" if given_up else "skipped", "error": str(skipped)}
         except NotYet as waiting:
             return {"state": "pending", "error": str(waiting), "retry_after_s": 1.0, "counted": False}
         except ValueError as exc:  # the effect itself is malformed (an agent's bad config): never sendable
@@ -100,11 +116,17 @@ class Sender:
         next_at = None
         if state == "pending":
             next_at = backoff.next_attempt(now, row["attempts"] if counted else 1, retry_after_s)
-        settled = self._db.transaction_sync(
-            lambda tx: outbox.settle(
+
+        async def settle(tx: Tx) -> tuple[bool, str | None]:
+            if not await outbox.settle(
                 tx, lease, now=now, state=state, result=result, error=error, next_attempt_at=next_at
-            )
-        )
+            ):
+                return False, None  # our lease lapsed: whoever holds the row now settles it
+            if state != "failed":
+                return True, None
+            return True, await _on_given_up(tx, row, state, error or state, now)
+
+        settled, run_outcome = self._db.transaction_sync(settle)
         log.info(
             "outbox.attempt",
             effect_key=row["effect_key"],
@@ -114,6 +136,15 @@ class Sender:
             error=error,
             settled=settled,
         )
+        if run_outcome is not None:
+            log.warning(
+                "outbox.gave_up",
+                effect_key=row["effect_key"],
+                kind=row["kind"],
+                run_id=row["run_id"],
+                error=error,
+                run=run_outcome,
+            )
 
     def _deliver(self, row: Mapping[str, Any]) -> dict[str, Any] | None:
         kind, payload = row["kind"], row["payload"]
@@ -141,6 +172,11 @@ class Sender:
             return None
         if kind in (effects.AGENT_DISPATCH, effects.AGENT_CANCEL):
             return self._to_agent(row)
+        if kind == effects.GITHUB_REDELIVER:
+            if self._github_reader is None:
+                raise Skip("github write-back is off (no token configured)")
+            self._github_reader.redeliver(payload["repository"], payload["hook_id"], payload["delivery_id"])
+            return {"delivery_id": payload["delivery_id"]}
         raise Skip(f"unknown effect kind {kind}")
 
     def _to_agent(self, row: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -182,7 +218,7 @@ class Sender:
         try:
             failing: Any = self._github_reader.failing_checks(context["repository"], context["head_sha"])
         except OutboundError as exc:  # the job still goes: the agent can read the checks itself
-            failing = f"could not be read: {exc}"
+            failing = self._redact(f"could not be read: {exc}")
         return {**job, "context": {**context, "failing_checks": failing}}
 
     def _workflow(
@@ -230,3 +266,42 @@ class Sender:
                 log.warning("writeback.off", service=service)
             raise Skip(f"{service} write-back is off (no token configured)")
         return client
+
+
+async def _on_given_up(tx: Tx, row: Mapping[str, Any], state: str, error: str, now: datetime) -> str | None:
+    """The effect on its run's timeline; a dispatch given up also fails the run. What became
+    of the run (None: the effect has none)."""
+    if row["run_id"] is None:
+        return None
+    run = await runs.lock(tx, row["run_id"])
+    if run is None:
+        return None
+    data = {
+        "effect_key": row["effect_key"],
+        "kind": row["kind"],
+        "state": state,
+        "attempts": row["attempts"],
+        "error": error,
+    }
+    await runs.append_event(tx, run["id"], runs.NewEvent("effect_failed", now, "foundry", data))
+    if row["kind"] != effects.AGENT_DISPATCH:
+        return "noted"
+    return await _fail_dispatched(tx, run, row, error, now)
+
+
+async def _fail_dispatched(tx: Tx, run: Row, row: Mapping[str, Any], error: str, now: datetime) -> str:
+    """Fail the run whose current job never reached its agent, and say so once on the issue."""
+    attempt = int(row["payload"]["attempt"])
+    if int(run["attempt"]) != attempt:
+        return "noted: a later attempt superseded this job"
+    if not statuses.may_transition(run["status"], RunStatus.FAILED):
+        return f"noted: the run is {run['status']}"
+    seen = run["agent_seen_at"]
+    if seen is not None and seen > row["created_at"]:
+        return "noted: the agent has reported since, so it has the job"
+    reason = f"the job could not be delivered to agent {row['payload']['agent']}: {error}"
+    event = runs.NewEvent("failed", now, "foundry", {"reason": reason, "effect_key": row["effect_key"]})
+    if not await runs.transition(tx, run["id"], expected=run["status"], new=RunStatus.FAILED, event=event):
+        return f"noted: the run left {run['status']}"
+    await outbox.enqueue(tx, effects.dispatch_given_up(run, attempt, error), now=now)
+    return "failed"

@@ -9,6 +9,7 @@ from starlette.responses import JSONResponse, Response
 
 from foundry.errors import Unauthorized
 from foundry.inbound import agents as bodies
+from foundry.inbound import text
 from foundry.services.idempotency import Reply
 from foundry.web import api, context
 from foundry.web.body import read_capped
@@ -38,6 +39,8 @@ async def add_agent(request: Request) -> Response:
 async def issue_token(request: Request) -> Response:
     api.require_operator(request)
     raw = await read_capped(request, BODY_LIMIT)
+    if raw.strip():  # none is needed; one sent is JSON like any other (its Idempotency-Key reads it)
+        text.loads(raw)
     name = request.path_params["name"]
     registry = context.container(request).agents
 

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import hmac
-import json
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from foundry.domain.triggers import Decision
 from foundry.errors import BadRequest, NotConfigured, Unauthorized
+from foundry.inbound import text
 from foundry.services import idempotency
 from foundry.services.idempotency import Action, Redact, Reply
 from foundry.web import context
@@ -40,6 +40,8 @@ async def show_run(request: Request) -> Response:
 
 # Operator actions: small JSON bodies (an optional "actor"); anything larger is a mistake.
 ACTION_BODY_LIMIT = 64 * 1024
+# The actor is recorded in `run_events.actor`.
+MAX_ACTOR = 255
 
 
 async def approve(request: Request) -> Response:
@@ -80,13 +82,12 @@ async def _action_input(request: Request) -> tuple[str, bytes, str]:
     raw = await read_capped(request, ACTION_BODY_LIMIT)
     actor = "operator"
     if raw.strip():
-        try:
-            body = json.loads(raw)
-        except ValueError as exc:
-            raise BadRequest("The body is not valid JSON.") from exc
+        body = text.loads(raw)
         if not isinstance(body, dict) or not isinstance(body.get("actor", actor), str):
             raise BadRequest('The body must be a JSON object like {"actor": "name"}.')
         actor = body.get("actor") or actor
+        if len(actor) > MAX_ACTOR:
+            raise BadRequest(f"The actor is longer than {MAX_ACTOR} characters.")
     return request.path_params["run_id"], raw, actor
 
 

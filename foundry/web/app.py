@@ -1,12 +1,19 @@
-"""The ASGI application: routes, error mapping, and the database's lifetime."""
+"""The ASGI application: routes, error mapping, and the database's lifetime.
+
+One `Route` per path, holding every method the path has, so that a 405's `Allow` lists them all
+(Starlette answers a 405 from the first route whose path matches); `methods` dispatches.
+"""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
 from starlette.routing import Route
 
 from foundry import logs, wiring
@@ -20,6 +27,7 @@ from foundry.web import (
     health,
     linear,
     metrics,
+    middleware,
     openapi,
     pages,
     slack,
@@ -38,8 +46,12 @@ def create_app(container: wiring.Container, *, clock: Callable[[], datetime] | N
     app = Starlette(
         routes=[
             Route("/webhooks/linear", linear.receive, methods=["POST"]),
+            Route("/webhooks/slack", slack.receive, methods=["POST"]),
+            Route("/webhooks/github", github.receive, methods=["POST"]),
             Route("/healthz", health.healthz, methods=["GET"]),
             Route("/readyz", health.readyz, methods=["GET"]),
+            Route("/metrics", metrics.scrape, methods=["GET"]),
+            Route("/openapi.json", openapi.openapi, methods=["GET"]),
             Route("/api/runs", api.list_runs, methods=["GET"]),
             Route("/api/runs/{run_id}", api.show_run, methods=["GET"]),
             Route("/api/runs/{run_id}/approve", api.approve, methods=["POST"]),
@@ -47,24 +59,32 @@ def create_app(container: wiring.Container, *, clock: Callable[[], datetime] | N
             Route("/api/runs/{run_id}/stop", api.stop, methods=["POST"]),
             Route("/api/runs/{run_id}/retry", api.retry, methods=["POST"]),
             Route("/api/runs/{run_id}/events", agents.run_event, methods=["POST"]),
-            Route("/api/agents", agents.list_agents, methods=["GET"]),
-            Route("/api/agents", agents.add_agent, methods=["POST"]),
-            Route("/api/agents/{name}/tokens", agents.issue_token, methods=["POST"]),
-            Route("/api/agents/{name}/tokens", agents.revoke_tokens, methods=["DELETE"]),
-            Route("/webhooks/slack", slack.receive, methods=["POST"]),
-            Route("/webhooks/github", github.receive, methods=["POST"]),
+            methods("/api/agents", GET=agents.list_agents, POST=agents.add_agent),
+            methods("/api/agents/{name}/tokens", POST=agents.issue_token, DELETE=agents.revoke_tokens),
             Route("/api/deliveries", deliveries.list_deliveries, methods=["GET"]),
-            Route("/metrics", metrics.scrape, methods=["GET"]),
-            Route("/openapi.json", openapi.openapi, methods=["GET"]),
             Route("/", pages.home, methods=["GET"]),
             Route("/runs/{run_id}", pages.run, methods=["GET"]),
         ],
+        middleware=[Middleware(middleware.CatchAll), Middleware(middleware.StorableInput)],
         exception_handlers=errors.HANDLERS,
         lifespan=lifespan,
     )
     app.state.container = container
     app.state.clock = clock
     return app
+
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+def methods(path: str, **by_method: Endpoint) -> Route:
+    """One route for `path` whose endpoint is chosen by the request's method (HEAD as GET)."""
+
+    async def dispatch(request: Request) -> Response:
+        method = "GET" if request.method == "HEAD" else request.method
+        return await by_method[method](request)
+
+    return Route(path, dispatch, methods=list(by_method), name=path)
 
 
 def from_environment() -> Starlette:

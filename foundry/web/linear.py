@@ -2,36 +2,55 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from foundry.domain import triggers
 from foundry.errors import BadRequest, Unauthorized
 from foundry.inbound import linear, signatures
+from foundry.services import delivery
 from foundry.services.intake import Delivery
-from foundry.web import answers, context
+from foundry.web import answers, context, refusals
 from foundry.web.body import webhook_body
 
 
 async def receive(request: Request) -> Response:
-    foundry = context.container(request)
-    settings = foundry.settings
-    secret, body = await webhook_body(
-        request, settings.linear_webhook_secret, "FOUNDRY_LINEAR_WEBHOOK_SECRET", "Linear webhooks are"
-    )
-    if not signatures.linear_valid(secret, body, request.headers.get("linear-signature")):
-        raise Unauthorized("The Linear-Signature header does not match the body.")
-    envelope = linear.parse(body)
-    now = context.now(request)
-    sent_at = envelope.webhook_timestamp / 1000
-    if not signatures.timestamp_fresh(sent_at, now.timestamp(), settings.webhooks.tolerance_s):
-        raise Unauthorized("The webhookTimestamp is outside the allowed window.")
-    delivery_key = request.headers.get("linear-delivery", "").strip()
-    if not delivery_key:
+    async with refusals.guarded(request, "linear") as guard:
+        foundry = context.container(request)
+        settings = foundry.settings
+        secret, body = await webhook_body(
+            request, settings.linear_webhook_secret, "FOUNDRY_LINEAR_WEBHOOK_SECRET", "Linear webhooks are"
+        )
+        if not signatures.linear_valid(secret, body, request.headers.get("linear-signature")):
+            raise Unauthorized("The Linear-Signature header does not match the body.")
+        envelope = linear.parse(body)
+        now = context.now(request)
+        # Linear retries a failed delivery with the same signed bytes (+1 min, +1 h, +6 h): the
+        # window covers that horizon, and the body's digest makes any replay within it a duplicate.
+        if not signatures.timestamp_within(
+            envelope.webhook_timestamp,
+            _ms(now),
+            max_age_s=settings.webhooks.linear_max_age_s,
+            max_ahead_s=settings.webhooks.tolerance_s,
+        ):
+            raise guard.stale("The webhookTimestamp is outside the allowed window.")
+        intent = triggers.decide(linear.to_event(envelope), settings.triggers.rules())
+        event = f"{envelope.type}.{envelope.action}"
+        received = Delivery("linear", _delivery_key(request), event, now, delivery.digest(body))
+        return answers.accepted(await foundry.intake.handle(received, intent))
+
+
+def _delivery_key(request: Request) -> str:
+    """`Linear-Delivery`, never the body's `webhookId` (the webhook's constant id)."""
+    key = request.headers.get("linear-delivery", "").strip()
+    if not key:
         raise BadRequest("The Linear-Delivery header is missing.")
-    if len(delivery_key) > 255:
+    if len(key) > 255:
         raise BadRequest("The Linear-Delivery header is longer than 255 characters.")
-    intent = triggers.decide(linear.to_event(envelope), settings.triggers.rules())
-    delivery = Delivery("linear", delivery_key, f"{envelope.type}.{envelope.action}", now)
-    status, answer = answers.outcome(await foundry.intake.handle(delivery, intent))
-    return JSONResponse(answer, status_code=status)
+    return key
+
+
+def _ms(moment: datetime) -> int:
+    return round(moment.timestamp() * 1000)

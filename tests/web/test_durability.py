@@ -28,7 +28,7 @@ def test_a_redelivery_after_a_restart_is_a_duplicate(
         first = post_linear(before_restart, "linear_issue_create_labeled", delivery="d-restart")
     with TestClient(create_app(wiring.build(make_settings()))) as after_restart:
         again = post_linear(after_restart, "linear_issue_create_labeled", delivery="d-restart")
-    assert first.status_code == 202
+    assert first.status_code == 200
     assert again.status_code == 200
     assert again.json() == {"outcome": "duplicate", "run_id": first.json()["run_id"]}
     assert sql("SELECT count(*) FROM foundry_runs") == 1
@@ -54,7 +54,7 @@ def test_a_delivery_whose_processing_failed_is_not_marked_seen(
     assert sql("SELECT count(*) FROM foundry_runs") == 0  # the run insert was rolled back too
     assert sql("SELECT count(*) FROM webhook_deliveries") == 0
     retried = post_linear(client, "linear_issue_create_labeled", delivery="d-fail")
-    assert retried.status_code == 202
+    assert retried.status_code == 200
     assert retried.json()["outcome"] == "opened"
     assert sql("SELECT count(*) FROM foundry_runs") == 1
 
@@ -74,7 +74,7 @@ def test_postgres_unreachable_mid_run_answers_503_then_the_redelivery_succeeds(
     url, proxy = proxied_pg_url
     settings = settings_module.load(environ={}, database_url=url, linear_webhook_secret=LINEAR_SECRET)
     with TestClient(create_app(wiring.build(settings)), raise_server_exceptions=False) as client:
-        assert post_linear(client, "linear_comment_start").status_code == 202
+        assert post_linear(client, "linear_comment_start").status_code == 200
         raw, headers = linear_request(
             linear_body("linear_issue_create_labeled", issue_id="issue-2", identifier="ENG-2"),
             secret=LINEAR_SECRET,

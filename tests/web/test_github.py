@@ -12,8 +12,9 @@ from foundry import wiring
 from foundry.db import database
 from foundry.web.app import create_app
 from tests import agentkit
-from tests.factories import GITHUB_SECRET, github_request
+from tests.factories import GITHUB_SECRET, github_event_request, github_request, github_resigned
 
+FIXTURE_HEAD = "3f9c2a7e5b1d4c8f0a6e2b9d7c5a3f1e8b0d6c4a"  # the head the check suite fixture failed on
 ROWS = (
     "SELECT (SELECT count(*) FROM run_events) + (SELECT count(*) FROM webhook_deliveries)"
     " + (SELECT count(*) FROM outbox)"
@@ -45,6 +46,23 @@ def post(client: TestClient, name: str, run_id: str = "", **kw: Any) -> Any:
     return client.post("/webhooks/github", content=raw, headers=headers)
 
 
+def post_event(client: TestClient, name: str, run_id: str = "") -> Any:
+    """A new event of the fixture's shape (its own bytes): not a replay of an earlier one."""
+    raw, headers = github_event_request(name, run_id=run_id)
+    return client.post("/webhooks/github", content=raw, headers=headers)
+
+
+def heads(n: int) -> list[str]:
+    return [f"{i:x}" * 40 for i in range(1, n + 1)]
+
+
+def post_failed_suite(client: TestClient, run_id: str, head: str) -> Any:
+    """A check suite that failed on `head` (one failed head sends the agent back once)."""
+    raw, headers = github_event_request("github_check_suite_failed", run_id=run_id)
+    raw = raw.replace(FIXTURE_HEAD.encode(), head.encode())
+    return client.post("/webhooks/github", content=raw, headers=github_resigned(raw, headers))
+
+
 def status(sql: Callable[[str], Any], run_id: str) -> str:
     return str(sql(f"SELECT status FROM foundry_runs WHERE id = '{run_id}'"))
 
@@ -63,7 +81,7 @@ def test_an_opened_pr_is_tied_to_its_run_commented_and_attached(
     gh: TestClient, run_id: str, sql: Callable[[str], Any]
 ) -> None:
     response = post(gh, "github_pull_request_opened", run_id)
-    assert response.status_code == 202
+    assert response.status_code == 200
     assert response.json() == {"outcome": "updated", "run_id": run_id, "changed": True}
     assert status(sql, run_id) == "pr_open"
     assert sql(f"SELECT pr_number FROM foundry_runs WHERE id = '{run_id}'") == 318
@@ -89,7 +107,7 @@ def test_each_delivery_redelivered_five_times_has_no_further_effect(
     if name != "github_pull_request_opened":
         post(gh, "github_pull_request_opened", run_id)
     first = post(gh, name, run_id, delivery="guid-1")
-    assert first.status_code in (200, 202)
+    assert first.status_code == 200
     before = (sql(ROWS), status(sql, run_id), sql(f"SELECT attempt FROM foundry_runs WHERE id = '{run_id}'"))
     for _ in range(5):
         again = post(gh, name, run_id, delivery="guid-1")
@@ -135,7 +153,7 @@ def test_a_push_moves_the_head_and_merging_ends_the_run_with_one_comment(
     assert status(sql, run_id) == "merged"
     assert effects_of(sql, run_id, "merged") == 1
     assert effects_of(sql, run_id, "pr_attachment") == 1
-    late = post(gh, "github_pull_request_synchronize", run_id)
+    late = post_event(gh, "github_pull_request_synchronize", run_id)
     assert late.status_code == 200 and "ignored" in late.json()
 
 
@@ -149,8 +167,8 @@ def test_ci_failing_three_times_redispatches_twice_then_needs_a_person(
     gh: TestClient, run_id: str, sql: Callable[[str], Any]
 ) -> None:
     post(gh, "github_pull_request_opened", run_id)
-    for _ in range(3):
-        post(gh, "github_check_suite_failed", run_id)
+    for head in heads(3):  # the agent pushes a fix after each failure; CI fails on each new head
+        post_failed_suite(gh, run_id, head)
     assert status(sql, run_id) == "review_required"
     assert sql(f"SELECT attempt FROM foundry_runs WHERE id = '{run_id}'") == 3
     dispatched = sql(f"SELECT count(*) FROM outbox WHERE run_id = '{run_id}' AND kind = 'agent_dispatch'")
@@ -159,7 +177,7 @@ def test_ci_failing_three_times_redispatches_twice_then_needs_a_person(
     job = sql(f"SELECT payload FROM outbox WHERE effect_key = 'run:{run_id}:dispatch:2'")
     context = (job if isinstance(job, dict) else __import__("json").loads(job))["job"]["context"]
     assert context["reason"] == "ci_failed" and "GitHub Actions concluded failure" in context["details"]
-    post(gh, "github_check_suite_failed", run_id)  # a fourth failure: still one comment
+    post_failed_suite(gh, run_id, heads(4)[-1])  # a fourth failure: still one comment
     assert effects_of(sql, run_id, "needs_person") == 1
 
 

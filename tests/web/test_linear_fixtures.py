@@ -19,7 +19,7 @@ ACTIVE_ENG_42 = (
 
 def open_eng_42(client: TestClient) -> str:
     response = post_linear(client, "linear_issue_create_labeled")
-    assert response.status_code == 202, response.text
+    assert response.status_code == 200, response.text
     assert response.json()["outcome"] == "opened"
     run_id: str = response.json()["run_id"]
     return run_id
@@ -39,7 +39,7 @@ def test_every_opening_route_opens_a_run_on_a_fresh_issue(
     client: TestClient, sql: Callable[[str], Any], name: str
 ) -> None:
     response = post_linear(client, name)
-    assert response.status_code == 202
+    assert response.status_code == 200
     assert response.json()["outcome"] == "opened"
     assert sql(ACTIVE_ENG_42) == 1
 
@@ -52,7 +52,7 @@ def test_the_same_intent_by_another_route_attaches_to_the_active_run(
 ) -> None:
     run_id = open_eng_42(client)
     response = post_linear(client, name)
-    assert response.status_code == 202
+    assert response.status_code == 200
     assert response.json() == {"outcome": "attached", "run_id": run_id}
     assert sql("SELECT count(*) FROM foundry_runs") == 1
     assert sql(f"SELECT count(*) FROM webhook_deliveries WHERE run_id = '{run_id}'") == 2
@@ -77,7 +77,7 @@ def test_removal_cancellation_and_deletion_stop_the_active_run(
 ) -> None:
     run_id = open_eng_42(client)
     response = post_linear(client, name)
-    assert response.status_code == 202
+    assert response.status_code == 200
     assert response.json() == {"outcome": "cancelled", "run_id": run_id}
     assert sql(f"SELECT status FROM foundry_runs WHERE id = '{run_id}'") == "stopped"
     assert sql(f"SELECT kind FROM run_events WHERE run_id = '{run_id}' AND seq = 2") == "stopped"
@@ -104,7 +104,7 @@ def test_removing_another_label_does_not_stop_a_run_opened_by_comment(
 def test_an_issue_without_criteria_still_opens_a_run(client: TestClient) -> None:
     # Readiness (needs_clarification) is the planner's verdict, made by the worker.
     response = post_linear(client, "linear_issue_create_no_criteria")
-    assert response.status_code == 202
+    assert response.status_code == 200
     assert response.json()["outcome"] == "opened"
 
 
@@ -113,7 +113,7 @@ def test_an_agent_session_prompt_is_added_to_the_active_run(
 ) -> None:
     run_id = post_linear(client, "linear_agent_session_created").json()["run_id"]
     response = post_linear(client, "linear_agent_session_prompted")
-    assert response.status_code == 202
+    assert response.status_code == 200
     assert response.json() == {"outcome": "updated", "run_id": run_id}
     assert sql(f"SELECT kind FROM run_events WHERE run_id = '{run_id}' ORDER BY seq DESC") == "prompt"
 
@@ -131,7 +131,7 @@ def test_an_approver_decides_the_waiting_run_by_comment(
     run_id = open_eng_42(client)
     _await_approval(sql, run_id)
     response = post_linear(client, name)
-    assert response.status_code == 202
+    assert response.status_code == 200
     assert response.json() == {"outcome": "decided", "run_id": run_id, "changed": True}
     assert sql(f"SELECT status FROM foundry_runs WHERE id = '{run_id}'") == status
     assert sql(f"SELECT actor FROM run_events WHERE run_id = '{run_id}' AND seq = 2") == "lead@example.com"
@@ -157,7 +157,7 @@ def test_a_decision_by_someone_who_is_not_an_approver_is_refused_and_recorded(
         run_id = open_eng_42(client)
         _await_approval(sql, run_id)
         response = post_linear(client, "linear_comment_approve")
-    assert response.status_code == 202
+    assert response.status_code == 200
     assert response.json()["changed"] is False
     assert sql(f"SELECT status FROM foundry_runs WHERE id = '{run_id}'") == "awaiting_approval"
     assert sql(f"SELECT kind FROM run_events WHERE run_id = '{run_id}' AND seq = 2") == "decision_refused"

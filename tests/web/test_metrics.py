@@ -112,5 +112,21 @@ def test_every_family_says_what_it_counts(client: TestClient) -> None:
         "foundry_outbox_pending": "gauge",
         "foundry_outbox_oldest_pending_age_seconds": "gauge",
         "foundry_outbound_failures": "counter",
+        "foundry_deliveries_refused": "counter",
+        "foundry_runs_silent": "gauge",
     }
     assert "pruned 14 days" in families["foundry_deliveries_recorded"].documentation
+    assert "agent_silence_s" in families["foundry_runs_silent"].documentation
+
+
+def test_silent_runs_counts_active_runs_flagged_silent_and_nothing_else(
+    client: TestClient, sql: Callable[[str], Any]
+) -> None:
+    assert scrape(client)["foundry_runs_silent"] == {(): 0.0}
+    for n in range(4):
+        post_linear(client, "linear_issue_create_labeled", issue_id=f"issue-{n}", identifier=f"ENG-{n}")
+    post_linear(client, "linear_issue_remove", issue_id="issue-3", identifier="ENG-3")  # stopped
+    flagged = "'2026-11-23 12:00:00+00:00'"
+    sql(f"UPDATE foundry_runs SET silent_flagged_at = {flagged} WHERE linear_issue_id <> 'issue-2'")
+    # issue-0 and issue-1 are active and flagged; issue-2 is not flagged; issue-3 has ended.
+    assert scrape(client)["foundry_runs_silent"] == {(): 2.0}
