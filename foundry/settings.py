@@ -173,7 +173,17 @@ class Settings(BaseSettings):
     slack_bot_token: SecretStr | None = None
     anthropic_api_key: SecretStr | None = None
     openai_api_key: SecretStr | None = None
+    # Foundry as a Linear OAuth app: it mints its own app-actor token (client credentials).
+    # The id is not secret, but it is half of a pair: held like the secret, it is configured,
+    # redacted and tested with it.
+    linear_client_id: SecretStr | None = None
+    linear_client_secret: SecretStr | None = None
+    # An app access token obtained otherwise, sent as `Bearer`.
+    linear_access_token: SecretStr | None = None
+    # The key for what Foundry encrypts or signs (stored provider tokens).
+    secret_key: SecretStr | None = None
     linear_api_url: str = "https://api.linear.app/graphql"
+    linear_oauth_token_url: str = "https://api.linear.app/oauth/token"
     slack_api_url: str = "https://slack.com/api"
     github_api_url: str = "https://api.github.com"
     public_url: str = "http://127.0.0.1:8000"
@@ -202,11 +212,29 @@ class Settings(BaseSettings):
             raise ValueError("must start with postgresql:// or sqlite:///")
         return url
 
+    @field_validator("secret_key", "linear_client_id", "linear_client_secret", "linear_access_token")
+    @classmethod
+    def _not_empty(cls, secret: SecretStr | None) -> SecretStr | None:
+        if secret is not None and not secret.get_secret_value():
+            raise ValueError("must not be empty (unset it instead)")
+        return secret
+
     @model_validator(mode="after")
     def _model_key_present(self) -> Settings:
         backend = self.planner.backend
         if backend != "template" and getattr(self, f"{backend}_api_key") is None:
             raise ValueError(f"planner.backend is {backend} but FOUNDRY_{backend.upper()}_API_KEY is not set")
+        return self
+
+    @model_validator(mode="after")
+    def _linear_app_complete(self) -> Settings:
+        if (self.linear_client_id is None) != (self.linear_client_secret is None):
+            raise ValueError("FOUNDRY_LINEAR_CLIENT_ID and FOUNDRY_LINEAR_CLIENT_SECRET must be set together")
+        if self.linear_client_id is not None and self.secret_key is None:
+            raise ValueError(
+                "FOUNDRY_LINEAR_CLIENT_ID needs FOUNDRY_SECRET_KEY: the app token Foundry mints is stored"
+                " encrypted with it"
+            )
         return self
 
     @classmethod

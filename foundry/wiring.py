@@ -12,16 +12,19 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, SecretStr
 
 from foundry import logs
+from foundry.clients import linear_oauth
 from foundry.clients.agents import GitHubActionsClient, WebhookAgentClient
 from foundry.clients.github import GitHubClient
-from foundry.clients.linear import LinearClient
+from foundry.clients.linear import BearerToken, Credentials, LinearClient
 from foundry.clients.models import AnthropicPlanner, OpenAIPlanner, Planner
 from foundry.clients.slack import SlackClient
+from foundry.db import provider_tokens
 from foundry.db.database import Database
 from foundry.services import (
     dispatch,
     idempotency,
     intake,
+    linear_tokens,
     metrics,
     operator,
     planning,
@@ -96,7 +99,7 @@ def worker_id() -> str:
 def worker_loops(settings: Settings, db: Database, owner: str) -> list[runner.Loop]:
     lease = timedelta(seconds=settings.worker.lease_s)
     # One client each, shared by the loops (a worker runs them one at a time).
-    linear, reader = linear_client(settings), github_reader(settings)
+    linear, reader = linear_client(settings, db), github_reader(settings)
     planner = planning.Planning(
         db,
         rules=settings.policy_rules(),
@@ -219,10 +222,30 @@ def github_client(settings: Settings) -> GitHubActionsClient | None:
     return GitHubActionsClient(settings.github_token.get_secret_value(), base_url=settings.github_api_url)
 
 
-def linear_client(settings: Settings) -> LinearClient | None:
+def linear_client(settings: Settings, db: Database) -> LinearClient | None:
+    """Linear as the app when it is configured (its own renewed token), else the personal key."""
+    credentials = linear_credentials(settings, db)
+    if credentials is not None:
+        return LinearClient(credentials=credentials, base_url=settings.linear_api_url)
     if settings.linear_api_key is None:
         return None
     return LinearClient(settings.linear_api_key.get_secret_value(), base_url=settings.linear_api_url)
+
+
+def linear_credentials(settings: Settings, db: Database) -> Credentials | None:
+    """The app's own token: minted with the client-credentials grant and shared through the
+    database (renewed once across processes), or an access token given as is."""
+    if settings.linear_client_id is not None and settings.linear_client_secret is not None:
+        client = linear_oauth.TokenClient(
+            settings.linear_client_id.get_secret_value(),
+            settings.linear_client_secret.get_secret_value(),
+            url=settings.linear_oauth_token_url,
+        )
+        key = settings.secret_key.get_secret_value() if settings.secret_key else None
+        return linear_tokens.AppToken(db, client, provider_tokens.Cipher(key))
+    if settings.linear_access_token is not None:
+        return BearerToken(settings.linear_access_token.get_secret_value())
+    return None
 
 
 def slack_client(settings: Settings) -> SlackClient | None:

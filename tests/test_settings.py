@@ -102,3 +102,46 @@ def test_linear_max_age_cannot_outlast_the_digests_that_recognise_a_replay() -> 
     assert ceiling == retention.DELIVERY_RETENTION.total_seconds()
     with pytest.raises(ConfigError, match=r"webhooks\.linear_max_age_s"):
         settings_module.load(environ={}, webhooks={"linear_max_age_s": ceiling + 1})
+
+
+def test_the_linear_app_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FOUNDRY_LINEAR_CLIENT_ID", "client-id-1")
+    monkeypatch.setenv("FOUNDRY_LINEAR_CLIENT_SECRET", "client-secret-1")
+    monkeypatch.setenv("FOUNDRY_SECRET_KEY", "the-secret-key")
+    monkeypatch.setenv("FOUNDRY_LINEAR_OAUTH_TOKEN_URL", "http://127.0.0.1:9/oauth/token")
+    settings = settings_module.load(environ={})
+    assert settings.linear_client_id is not None
+    assert settings.linear_client_id.get_secret_value() == "client-id-1"
+    assert settings.linear_client_secret is not None
+    assert settings.linear_client_secret.get_secret_value() == "client-secret-1"
+    assert settings.linear_oauth_token_url == "http://127.0.0.1:9/oauth/token"
+    assert "client-secret-1" not in repr(settings) and "the-secret-key" not in repr(settings)
+
+
+def test_the_token_url_defaults_to_linears() -> None:
+    settings = settings_module.load(environ={})
+    assert settings.linear_oauth_token_url == "https://api.linear.app/oauth/token"
+    assert settings.linear_access_token is None and settings.secret_key is None
+
+
+@pytest.mark.parametrize("given", [{"linear_client_id": "id-1"}, {"linear_client_secret": "secret-1"}])
+def test_the_linear_client_id_and_secret_come_together(given: dict[str, str]) -> None:
+    with pytest.raises(ConfigError) as refused:
+        settings_module.load(environ={}, secret_key="the-secret-key", **given)
+    assert str(refused.value) == (
+        "FOUNDRY_LINEAR_CLIENT_ID and FOUNDRY_LINEAR_CLIENT_SECRET must be set together"
+    )
+
+
+def test_a_linear_app_needs_the_secret_key_its_token_is_stored_under() -> None:
+    with pytest.raises(ConfigError) as refused:
+        settings_module.load(environ={}, linear_client_id="id-1", linear_client_secret="secret-1")
+    assert str(refused.value) == (
+        "FOUNDRY_LINEAR_CLIENT_ID needs FOUNDRY_SECRET_KEY: the app token Foundry mints is stored"
+        " encrypted with it"
+    )
+
+
+def test_an_empty_secret_key_is_refused() -> None:
+    with pytest.raises(ConfigError, match="setting FOUNDRY_SECRET_KEY: must not be empty"):
+        settings_module.load(environ={}, secret_key="")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -71,6 +72,16 @@ def retry_after(response: httpx.Response, now: datetime) -> float | None:
     return max(0.0, (until - sent).total_seconds())
 
 
+def reset_after(response: httpx.Response, now: datetime, *headers: str) -> float | None:
+    """Seconds until the latest of `headers` that holds a reset moment in epoch milliseconds
+    (Linear's `X-RateLimit-*-Reset`), if any does; a moment already past waits nothing."""
+    moments = [_epoch_ms(response.headers.get(name)) for name in headers]
+    found = [moment for moment in moments if moment is not None]
+    if not found:
+        return None
+    return max(0.0, max(found) - now.timestamp())
+
+
 def json_object(response: httpx.Response) -> dict[str, Any] | None:
     """The body as a JSON object, or None when it is not one."""
     try:
@@ -78,6 +89,14 @@ def json_object(response: httpx.Response) -> dict[str, Any] | None:
     except ValueError:
         return None
     return body if isinstance(body, dict) else None
+
+
+def _epoch_ms(value: str | None) -> float | None:
+    try:
+        seconds = float(value) / 1000 if value is not None else None
+    except ValueError:
+        return None
+    return seconds if seconds is not None and math.isfinite(seconds) else None
 
 
 def _http_date(value: str) -> datetime | None:

@@ -1,15 +1,18 @@
 """Linear's GraphQL API: comments on issues, each with a client-chosen id so a retry cannot
 duplicate it; and what the reconciler reads — labelled issues, and an issue's state, labels and
-recent comments."""
+recent comments. Errors are read the way Linear sends them: a rate limit (HTTP 429, or a GraphQL
+error typed `ratelimited`, under 400 or 200) waits for the reset Linear names; an authentication
+error renews the credentials once; any other error is the request's own fault."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, NoReturn
+from typing import Any, NoReturn, Protocol
 
 import httpx
 
+from foundry.clients import errors as outbound
 from foundry.clients import http
 from foundry.clients.errors import OutboundError
 from foundry.domain import events
@@ -66,9 +69,15 @@ _NOT_FOUND_CODES = frozenset({"ENTITY_NOT_FOUND", "NOT_FOUND"})
 # Linear refuses a second comment with our id; its wording varies, so match loosely.
 _DUPLICATE_WORDS = ("already exists", "duplicate")
 _DUPLICATE_CODES = frozenset({"CONFLICT"})
-_RATE_LIMIT_CODES = frozenset({"RATELIMITED"})
-# Server-provided text goes into our messages; keep it short enough for a log line.
-_MESSAGE_LIMIT = 200
+# Linear names an error's kind in `extensions.type` ("ratelimited", "authentication error") or
+# `extensions.code` ("RATELIMITED", "AUTHENTICATION_ERROR"), in either case: read both, normalised.
+_RATE_LIMIT_KINDS = frozenset({"RATELIMITED", "RATE_LIMITED"})
+_AUTHENTICATION_KINDS = frozenset({"AUTHENTICATION_ERROR", "UNAUTHENTICATED"})
+# Each budget Linear meters, as (remaining, reset) headers; a reset is in epoch milliseconds.
+_BUDGETS = (
+    ("X-RateLimit-Requests-Remaining", "X-RateLimit-Requests-Reset"),
+    ("X-RateLimit-Complexity-Remaining", "X-RateLimit-Complexity-Reset"),
+)
 
 
 @dataclass(frozen=True)
@@ -92,15 +101,60 @@ class IssueState:
     comments: tuple[IssueComment, ...] = ()
 
 
+class Credentials(Protocol):
+    """What the client authenticates with: a personal key, an app token, a token that renews."""
+
+    def authorization(self) -> str:
+        """The full Authorization header value, e.g. "Bearer …" or a bare personal key."""
+        ...
+
+    def renew(self, rejected: str) -> str | None:
+        """After a 401 on `rejected`: a fresh header value, or None if none can be had."""
+        ...
+
+
+@dataclass(frozen=True)
+class StaticKey:
+    """A personal API key: Linear takes it bare in Authorization, and it cannot be renewed."""
+
+    key: str = field(repr=False)  # a repr in a log line must not carry it
+
+    def authorization(self) -> str:
+        return self.key
+
+    def renew(self, rejected: str) -> str | None:
+        return None
+
+
+@dataclass(frozen=True)
+class BearerToken:
+    """An OAuth access token obtained elsewhere: sent as `Bearer`, and Foundry cannot renew it."""
+
+    token: str = field(repr=False)
+
+    def authorization(self) -> str:
+        return f"Bearer {self.token}"
+
+    def renew(self, rejected: str) -> str | None:
+        return None
+
+
 class LinearClient:
     def __init__(
-        self, api_key: str, *, base_url: str = "https://api.linear.app/graphql", timeout_s: float = 10.0
+        self,
+        api_key: str | None = None,
+        *,
+        credentials: Credentials | None = None,
+        base_url: str = "https://api.linear.app/graphql",
+        timeout_s: float = 10.0,
     ) -> None:
+        if (api_key is None) == (credentials is None):
+            raise ValueError("LinearClient takes an api_key or credentials, not both or neither")
         self._url = base_url
-        self._secret = api_key
-        # Personal API keys go bare in Authorization; only OAuth tokens take "Bearer".
-        headers = {"Authorization": api_key, "Content-Type": "application/json"}
-        self._client = httpx.Client(headers=headers, timeout=timeout_s)
+        self._credentials: Credentials = credentials if credentials is not None else StaticKey(str(api_key))
+        # Every Authorization value this client has sent: scrubbed from any message Linear echoes.
+        self._secrets: set[str] = set()
+        self._client = httpx.Client(headers={"Content-Type": "application/json"}, timeout=timeout_s)
 
     def close(self) -> None:
         self._client.close()
@@ -108,25 +162,17 @@ class LinearClient:
     def create_comment(self, *, comment_id: str, issue_id: str, body: str) -> None:
         """Post `body` on the issue as comment `comment_id`; that comment already existing is success."""
         variables = {"id": comment_id, "issueId": issue_id, "body": body}
-        payload = {"query": CREATE_COMMENT, "variables": variables}
-        response = http.send(self._client, SERVICE, "POST", self._url, json=payload)
-        errors = _graphql_errors(response)
+        response, errors = self._exchange(CREATE_COMMENT, variables)
         if any(_is_duplicate(error) for error in errors):
             return  # an earlier attempt created it: the effect already happened
-        if errors:
-            self._raise_for_errors(errors, response)
-        http.check_status(SERVICE, response)
+        self._check(response, errors)
         _check_created(response)
 
     def attach(self, *, issue_id: str, url: str, title: str) -> None:
         """Attach `url` to the issue. Linear keeps one attachment per URL per issue and updates
         it on a repeat, so a retried attach is harmless."""
-        payload = {"query": ATTACH, "variables": {"issueId": issue_id, "url": url, "title": title}}
-        response = http.send(self._client, SERVICE, "POST", self._url, json=payload)
-        errors = _graphql_errors(response)
-        if errors:
-            self._raise_for_errors(errors, response)
-        http.check_status(SERVICE, response)
+        response, errors = self._exchange(ATTACH, {"issueId": issue_id, "url": url, "title": title})
+        self._check(response, errors)
 
     def issues_with_label(self, label: str) -> list[dict[str, Any]]:
         """Every issue carrying `label` (id, identifier, title, description, url)."""
@@ -141,29 +187,11 @@ class LinearClient:
             after = info.get("endCursor")
         return found
 
-    def _query(self, query: str, variables: dict[str, Any]) -> dict[str, Any]:
-        response = http.send(
-            self._client, SERVICE, "POST", self._url, json={"query": query, "variables": variables}
-        )
-        errors = _graphql_errors(response)
-        if errors:
-            self._raise_for_errors(errors, response)
-        http.check_status(SERVICE, response)
-        data = (http.json_object(response) or {}).get("data")
-        if not isinstance(data, dict):
-            raise OutboundError(SERVICE, "the answer has no data", retryable=False)
-        return data
-
     def issue(self, issue_id: str) -> dict[str, Any]:
         """The issue's id, identifier, title, description and url (a comment's payload lacks them)."""
-        payload = {"query": ISSUE, "variables": {"id": issue_id}}
-        response = http.send(self._client, SERVICE, "POST", self._url, json=payload)
-        errors = _graphql_errors(response)
-        if errors:
-            self._raise_for_errors(errors, response)
-        http.check_status(SERVICE, response)
-        body = http.json_object(response) or {}
-        data = body.get("data")
+        response, errors = self._exchange(ISSUE, {"id": issue_id})
+        self._check(response, errors)
+        data = (http.json_object(response) or {}).get("data")
         found = data.get("issue") if isinstance(data, dict) else None
         if not isinstance(found, dict):
             raise OutboundError(SERVICE, f"issue {issue_id} was not found", retryable=False)
@@ -177,32 +205,66 @@ class LinearClient:
             "withComments": comments_since is not None,
             "since": comments_since.isoformat() if comments_since is not None else None,
         }
-        response = http.send(
-            self._client, SERVICE, "POST", self._url, json={"query": ISSUE_STATE, "variables": variables}
-        )
-        errors = _graphql_errors(response)
+        response, errors = self._exchange(ISSUE_STATE, variables)
         if errors and all(_is_not_found(error) for error in errors):
             return None
-        if errors:
-            self._raise_for_errors(errors, response)
-        http.check_status(SERVICE, response)
+        self._check(response, errors)
         data = (http.json_object(response) or {}).get("data")
         found = data.get("issue") if isinstance(data, dict) else None
         if not isinstance(found, dict):
             raise OutboundError(SERVICE, "the answer has no issue", retryable=False)
         return _issue_state(found)
 
-    def _raise_for_errors(self, errors: list[dict[str, Any]], response: httpx.Response) -> NoReturn:
-        """Linear answers GraphQL errors with 200 or 400, so the errors decide before the status does."""
-        if any(_code(error) in _RATE_LIMIT_CODES for error in errors):
-            wait = http.retry_after(response, datetime.now(UTC))
+    def _query(self, query: str, variables: dict[str, Any]) -> dict[str, Any]:
+        response, errors = self._exchange(query, variables)
+        self._check(response, errors)
+        data = (http.json_object(response) or {}).get("data")
+        if not isinstance(data, dict):
+            raise OutboundError(SERVICE, "the answer has no data", retryable=False)
+        return data
+
+    def _exchange(self, query: str, variables: dict[str, Any]) -> tuple[httpx.Response, list[dict[str, Any]]]:
+        """Send once; on an authentication error ask the credentials to renew and send once more.
+
+        Renewed and still refused is retryable (another process may be renewing at this very
+        moment); nothing to renew with leaves the refusal to `_check`, which makes it permanent."""
+        authorization = self._credentials.authorization()
+        response, errors = self._post(authorization, query, variables)
+        if not _unauthenticated(response, errors):
+            return response, errors
+        renewed = self._credentials.renew(authorization)
+        if renewed is None:
+            return response, errors
+        response, errors = self._post(renewed, query, variables)
+        if _unauthenticated(response, errors):
+            raise OutboundError(SERVICE, "credentials rejected again after renewal", retryable=True)
+        return response, errors
+
+    def _post(
+        self, authorization: str, query: str, variables: dict[str, Any]
+    ) -> tuple[httpx.Response, list[dict[str, Any]]]:
+        """One request; a rate-limited answer raises here, before any caller reads its errors."""
+        self._secrets.update({authorization, authorization.removeprefix("Bearer ")})
+        payload = {"query": query, "variables": variables}
+        headers = {"Authorization": authorization}
+        response = http.send(self._client, SERVICE, "POST", self._url, json=payload, headers=headers)
+        errors = _graphql_errors(response)
+        if response.status_code == 429 or any(_kinds(error) & _RATE_LIMIT_KINDS for error in errors):
+            wait = _rate_limit_wait(response, datetime.now(UTC))
             raise OutboundError(SERVICE, "rate limited", retryable=True, retry_after_s=wait)
-        if response.status_code == 429 or response.status_code >= 500:
-            http.check_status(SERVICE, response)
-        # Redact before cutting, so no fragment of the key survives at the cut.
-        message = str(errors[0].get("message", "unknown error")).replace(self._secret, "[redacted]")
-        code = _code(errors[0]) or "no code"
-        raise OutboundError(SERVICE, f"GraphQL error ({code}): {message[:_MESSAGE_LIMIT]}", retryable=False)
+        return response, errors
+
+    def _check(self, response: httpx.Response, errors: list[dict[str, Any]]) -> None:
+        """Linear answers GraphQL errors with 200 or 400, so the errors decide before the status
+        does — except a server error, which a later attempt may not meet."""
+        if errors and response.status_code < 500:
+            self._raise_for_errors(errors)
+        http.check_status(SERVICE, response)
+
+    def _raise_for_errors(self, errors: list[dict[str, Any]]) -> NoReturn:
+        message = outbound.detail(str(errors[0].get("message", "unknown error")), *self._secrets)
+        kind = _kind(errors[0]) or "no code"
+        raise OutboundError(SERVICE, f"GraphQL error ({kind}): {message}", retryable=False)
 
 
 def _graphql_errors(response: httpx.Response) -> list[dict[str, Any]]:
@@ -213,15 +275,50 @@ def _graphql_errors(response: httpx.Response) -> list[dict[str, Any]]:
     return [error for error in errors if isinstance(error, dict)]
 
 
-def _code(error: dict[str, Any]) -> str:
+def _kinds(error: dict[str, Any]) -> set[str]:
+    """The error's `extensions.code` and `extensions.type`, upper-cased, spaces as underscores."""
+    return {kind for kind in map(_normal, _extensions(error)) if kind}
+
+
+def _kind(error: dict[str, Any]) -> str:
+    """One name for the error's kind: the code when it has one, else the type."""
+    return next((kind for kind in map(_normal, _extensions(error)) if kind), "")
+
+
+def _extensions(error: dict[str, Any]) -> tuple[Any, Any]:
     extensions = error.get("extensions")
-    code = extensions.get("code") if isinstance(extensions, dict) else None
-    return code.upper() if isinstance(code, str) else ""
+    found: dict[str, Any] = extensions if isinstance(extensions, dict) else {}
+    return found.get("code"), found.get("type")
+
+
+def _normal(value: Any) -> str:
+    return value.strip().upper().replace(" ", "_") if isinstance(value, str) else ""
+
+
+def _unauthenticated(response: httpx.Response, errors: list[dict[str, Any]]) -> bool:
+    return response.status_code == 401 or any(_kinds(error) & _AUTHENTICATION_KINDS for error in errors)
+
+
+def _rate_limit_wait(response: httpx.Response, now: datetime) -> float | None:
+    """`Retry-After` when Linear sends it; else the reset of the budgets spent (all budgets
+    when none says which), so the next attempt lands after the bucket has refilled."""
+    waited = http.retry_after(response, now)
+    if waited is not None:
+        return waited
+    spent = [reset for remaining, reset in _BUDGETS if _spent(response.headers.get(remaining))]
+    return http.reset_after(response, now, *(spent or [reset for _, reset in _BUDGETS]))
+
+
+def _spent(remaining: str | None) -> bool:
+    try:
+        return remaining is not None and float(remaining) <= 0
+    except ValueError:
+        return False
 
 
 def _is_duplicate(error: dict[str, Any]) -> bool:
     message = str(error.get("message", "")).lower()
-    return _code(error) in _DUPLICATE_CODES or any(word in message for word in _DUPLICATE_WORDS)
+    return bool(_kinds(error) & _DUPLICATE_CODES) or any(word in message for word in _DUPLICATE_WORDS)
 
 
 def _check_created(response: httpx.Response) -> None:
@@ -234,13 +331,7 @@ def _check_created(response: httpx.Response) -> None:
 
 def _is_not_found(error: dict[str, Any]) -> bool:
     message = str(error.get("message", "")).lower()
-    extensions = error.get("extensions")
-    kind = str(extensions.get("type", "")).upper() if isinstance(extensions, dict) else ""
-    return (
-        _code(error) in _NOT_FOUND_CODES
-        or kind in _NOT_FOUND_CODES
-        or any(word in message for word in _NOT_FOUND_WORDS)
-    )
+    return bool(_kinds(error) & _NOT_FOUND_CODES) or any(word in message for word in _NOT_FOUND_WORDS)
 
 
 def _nodes(connection: Any) -> list[dict[str, Any]]:

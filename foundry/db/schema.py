@@ -222,3 +222,17 @@ metric_counters = sa.Table(
     sa.Column("labels", sa.String(255), primary_key=True),
     sa.Column("value", sa.BigInteger, nullable=False),
 )
+
+# One current access token per provider, Fernet-encrypted with FOUNDRY_SECRET_KEY. The row is
+# also the lock every process takes to renew: it may exist before its first token (ciphertext
+# null), and `generation` counts renewals, so a renewer can tell "still the token I saw".
+provider_tokens = sa.Table(
+    "provider_tokens",
+    metadata,
+    sa.Column("provider", sa.String(32), primary_key=True),
+    sa.Column("ciphertext", sa.Text),
+    sa.Column("expires_at", UtcDateTime),
+    sa.Column("generation", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("renewed_at", UtcDateTime),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+)

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 
-# Fixed forever: changing it would give every past effect a new Linear comment id.
-_COMMENT_NAMESPACE = uuid.UUID("6f2c1d2e-8a4b-5c3d-9e1f-0a1b2c3d4e5f")
+# Fixed forever: changing one would give every past effect a new Linear id, and a retry after the
+# change a second comment or activity. One namespace per kind keeps a comment and an activity
+# derived from the same effect key apart.
+_COMMENT_NAMESPACE = b"foundry:linear-comment:"
+_ACTIVITY_NAMESPACE = b"foundry:linear-activity:"
 
 
 def key(run_id: str, step: str, attempt: int = 0) -> str:
@@ -14,4 +18,17 @@ def key(run_id: str, step: str, attempt: int = 0) -> str:
 
 def linear_comment_id(effect_key: str) -> str:
     """The client-chosen Linear comment id: Linear refuses a second comment with it."""
-    return str(uuid.uuid5(_COMMENT_NAMESPACE, effect_key))
+    return _uuid4(_COMMENT_NAMESPACE, effect_key)
+
+
+def linear_activity_id(effect_key: str) -> str:
+    """The client-chosen id of a Linear agent activity: Linear refuses a second one with it."""
+    return _uuid4(_ACTIVITY_NAMESPACE, effect_key)
+
+
+def _uuid4(namespace: bytes, effect_key: str) -> str:
+    """A UUID in version 4 layout, as Linear's `id` inputs require, whose random bits are the
+    first 16 bytes of SHA-256 over namespace and key: the same key always gives the same id."""
+    digest = hashlib.sha256(namespace + effect_key.encode("utf-8", "surrogatepass")).digest()
+    # `version=4` sets the version nibble and the RFC 4122 variant bits over the digest's.
+    return str(uuid.UUID(bytes=digest[:16], version=4))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -10,6 +11,7 @@ import httpx
 import pytest
 import respx
 
+from foundry.clients import linear as linear_client
 from foundry.clients.errors import OutboundError
 from foundry.clients.linear import LinearClient
 from tests.clients.conftest import assert_keeps_secret
@@ -178,3 +180,70 @@ def test_a_missing_issue_is_not_retried(api: respx.MockRouter, linear: LinearCli
     with pytest.raises(OutboundError) as failed:
         linear.issue("nope")
     assert failed.value.retryable is False
+
+
+@pytest.mark.parametrize(
+    "extensions",
+    [{"type": "ratelimited"}, {"type": "RATELIMITED"}, {"code": "ratelimited"}, {"code": "RATELIMITED"}],
+)
+@pytest.mark.parametrize("status", [200, 400])
+def test_a_rate_limit_is_read_from_the_errors_type_or_code_in_any_case(
+    api: respx.MockRouter, linear: LinearClient, extensions: dict[str, str], status: int
+) -> None:
+    answer = {"data": None, "errors": [{"message": "Rate limit exceeded", "extensions": extensions}]}
+    api.post(URL).respond(status, json=answer, headers={"Retry-After": "3"})
+    error = failure(linear)
+    assert (error.retryable, error.retry_after_s) == (True, 3.0)
+
+
+def test_without_retry_after_the_wait_runs_to_the_spent_budgets_reset(
+    api: respx.MockRouter, linear: LinearClient
+) -> None:
+    now_ms = time.time() * 1000
+    headers = {
+        "X-RateLimit-Requests-Remaining": "120",
+        "X-RateLimit-Requests-Reset": str(int(now_ms + 3_600_000)),
+        "X-RateLimit-Complexity-Remaining": "0",
+        "X-RateLimit-Complexity-Reset": str(int(now_ms + 20_000)),
+    }
+    api.post(URL).respond(400, json=graphql_error("Rate limit exceeded", code="RATELIMITED"), headers=headers)
+    wait = failure(linear).retry_after_s
+    assert wait is not None and 18 <= wait <= 20
+
+
+def test_a_reset_already_past_waits_nothing_and_a_garbled_one_is_ignored(
+    api: respx.MockRouter, linear: LinearClient
+) -> None:
+    api.post(URL).respond(429, headers={"X-RateLimit-Requests-Reset": "1000"})
+    assert failure(linear).retry_after_s == 0.0
+    api.post(URL).respond(429, headers={"X-RateLimit-Requests-Reset": "soon"})
+    assert failure(linear).retry_after_s is None
+
+
+def test_an_authentication_error_typed_in_the_body_renews_like_a_401(api: respx.MockRouter) -> None:
+    refused = {
+        "errors": [{"message": "Authentication required", "extensions": {"type": "authentication error"}}]
+    }
+    route = api.post(URL).mock(
+        side_effect=[httpx.Response(400, json=refused), httpx.Response(200, json=CREATED)]
+    )
+    renewed: list[str] = []
+
+    class Rotating:
+        def authorization(self) -> str:
+            return "Bearer old"
+
+        def renew(self, rejected: str) -> str | None:
+            renewed.append(rejected)
+            return "Bearer new"
+
+    client = LinearClient(credentials=Rotating(), base_url=URL)
+    comment(client)
+    assert renewed == ["Bearer old"]
+    assert [call.request.headers["Authorization"] for call in route.calls] == ["Bearer old", "Bearer new"]
+
+
+@pytest.mark.parametrize("arguments", [{}, {"api_key": KEY, "credentials": linear_client.StaticKey(KEY)}])
+def test_the_client_takes_a_key_or_credentials(arguments: dict[str, Any]) -> None:
+    with pytest.raises(ValueError):
+        LinearClient(**arguments)

@@ -93,6 +93,12 @@ def test_no_configured_secret_is_logged_or_stored_when_providers_echo_them(
         api.post(f"{SLACK}/chat.postMessage").mock(
             return_value=httpx.Response(200, json={"ok": False, "error": f"invalid_auth {everything}"})
         )
+        # Configured as a Linear app, Foundry first mints its own token, then Linear refuses it.
+        api.post("https://api.linear.app/oauth/token").mock(
+            return_value=httpx.Response(
+                200, json={"access_token": "lin_minted_0001", "token_type": "Bearer", "expires_in": 3600}
+            )
+        )
         api.post(LINEAR).mock(
             return_value=httpx.Response(
                 400,
@@ -123,7 +129,7 @@ def test_no_configured_secret_is_logged_or_stored_when_providers_echo_them(
         assert value not in stored
     slack = db.transaction_sync(lambda tx: outbox.find(tx, asked.effect_key))
     assert slack["last_error"].startswith("slack: chat.postMessage: invalid_auth [redacted]")
-    assert "Authentication failed for [redacted]" in stored
+    assert "rejected again after renewal" in stored  # Linear refused the minted token twice
     assert "[redacted]" in written
 
 
