@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import io
+import logging
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 from starlette.testclient import TestClient
 
+from foundry import logs, wiring
 from foundry import settings as settings_module
-from foundry import wiring
 from foundry.db import database
 from foundry.settings import Settings
 from foundry.web.app import create_app
@@ -99,3 +102,19 @@ def sql(db_url: str) -> Iterator[Callable[[str], Any]]:
 
     yield scalar
     engine.dispose()
+
+
+@pytest.fixture
+def log_lines() -> Iterator[io.StringIO]:
+    """Every log line, rendered as production renders it (JSON, through the redacting chain)."""
+    saved = structlog.get_config()
+    lines = io.StringIO()
+    structlog.configure(
+        processors=logs.processors(structlog.processors.JSONRenderer()),
+        wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG),
+        logger_factory=structlog.PrintLoggerFactory(lines),
+        cache_logger_on_first_use=False,
+    )
+    yield lines
+    structlog.configure(**saved)
+    logs.use_secrets(())

@@ -4,34 +4,16 @@ from __future__ import annotations
 
 import io
 import json
-import logging
-from collections.abc import Iterator
 
 import httpx
 import pytest
 import respx
-import structlog
 
 from foundry import logs
 from foundry.clients.errors import OutboundError
 from foundry.clients.slack import SlackClient
 
 TOKEN = "xoxb-1234-5678-abcdefghijkl"
-
-
-@pytest.fixture
-def lines() -> Iterator[io.StringIO]:
-    saved = structlog.get_config()
-    written = io.StringIO()
-    structlog.configure(
-        processors=logs.processors(structlog.processors.JSONRenderer()),
-        wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG),
-        logger_factory=structlog.PrintLoggerFactory(written),
-        cache_logger_on_first_use=False,
-    )
-    yield written
-    structlog.configure(**saved)
-    logs.use_secrets(())
 
 
 def test_every_whole_occurrence_is_redacted_and_a_longer_secret_first() -> None:
@@ -52,7 +34,7 @@ def test_a_secret_is_found_as_json_escapes_it() -> None:
     assert redact(json.dumps({"error": f"bad {secret}"})) == '{"error": "bad [redacted]"}'
 
 
-def test_no_log_line_carries_a_configured_secret_in_any_field_or_traceback(lines: io.StringIO) -> None:
+def test_no_log_line_carries_a_configured_secret_in_any_field_or_traceback(log_lines: io.StringIO) -> None:
     logs.use_secrets([TOKEN])
     log = logs.get("foundry.test")
     log.warning("echo", detail=f"said {TOKEN}", nested={"deep": [TOKEN]}, note=ValueError(TOKEN))
@@ -61,7 +43,7 @@ def test_no_log_line_carries_a_configured_secret_in_any_field_or_traceback(lines
     except RuntimeError:
         log.exception("crash")
     log.info("keyed", slack_bot_token="anything")
-    written = lines.getvalue()
+    written = log_lines.getvalue()
     assert TOKEN not in written
     assert len(written.splitlines()) == 3
     assert all(json.loads(line) for line in written.splitlines())

@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import io
 import json
-import logging
 import typing
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import httpx
-import pytest
 import respx
 import sqlalchemy as sa
-import structlog
 from pydantic import SecretStr
 
 from foundry import logs, wiring
@@ -38,22 +35,6 @@ def secret_settings() -> dict[str, str]:
         if field.annotation is SecretStr or SecretStr in typing.get_args(field.annotation)
     ]
     return {name: f"{name.replace('_', '-')}-{uuid.uuid4().hex}" for name in names}
-
-
-@pytest.fixture
-def log_lines() -> Iterator[io.StringIO]:
-    """Every log line, rendered as production renders it (JSON, through the redacting chain)."""
-    saved = structlog.get_config()
-    lines = io.StringIO()
-    structlog.configure(
-        processors=logs.processors(structlog.processors.JSONRenderer()),
-        wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG),
-        logger_factory=structlog.PrintLoggerFactory(lines),
-        cache_logger_on_first_use=False,
-    )
-    yield lines
-    structlog.configure(**saved)
-    logs.use_secrets(())
 
 
 def stored_text(db: database.Database) -> str:
