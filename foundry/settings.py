@@ -134,6 +134,12 @@ class GitHubConfig(_Section):
         return self
 
 
+class LinearConfig(_Section):
+    # Runs opened by label or `/foundry start` get an agent session too (created on the issue),
+    # so every run is visible in Linear's agent panel; needs the app's credentials.
+    sessions_for_all_runs: bool = False
+
+
 class WebConfig(_Section):
     # uvicorn answers 503 past this many concurrent connections and tasks: well under the
     # default limit of 1,024 open files, so a flood is refused instead of taking the process down.
@@ -184,6 +190,8 @@ class Settings(BaseSettings):
     secret_key: SecretStr | None = None
     linear_api_url: str = "https://api.linear.app/graphql"
     linear_oauth_token_url: str = "https://api.linear.app/oauth/token"
+    # Where `/oauth/linear/install` sends the person installing the app (Linear's consent page).
+    linear_oauth_authorize_url: str = "https://linear.app/oauth/authorize"
     slack_api_url: str = "https://slack.com/api"
     github_api_url: str = "https://api.github.com"
     public_url: str = "http://127.0.0.1:8000"
@@ -204,6 +212,7 @@ class Settings(BaseSettings):
     reconcile: ReconcileConfig = ReconcileConfig()
     github: GitHubConfig = GitHubConfig()
     web: WebConfig = WebConfig()
+    linear: LinearConfig = LinearConfig()
 
     @field_validator("database_url")
     @classmethod
@@ -319,4 +328,5 @@ _SECTIONS = {
     "reconcile",
     "github",
     "web",
+    "linear",
 }

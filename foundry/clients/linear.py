@@ -60,8 +60,74 @@ query IssueState($id: String!, $withComments: Boolean!, $since: DateTimeOrDurati
   }
 }
 """.strip()
+# Agent sessions (an app token only: a personal key may not act as the agent). An activity
+# carries a client-chosen id, so Linear refuses a second one; a session update replaces the
+# fields it names (its plan, its external URLs), so repeating one is harmless.
+CREATE_ACTIVITY = """
+mutation CreateActivity($input: AgentActivityCreateInput!) {
+  agentActivityCreate(input: $input) { success }
+}
+""".strip()
+
+UPDATE_SESSION = """
+mutation UpdateSession($id: String!, $input: AgentSessionUpdateInput!) {
+  agentSessionUpdate(id: $id, input: $input) { success }
+}
+""".strip()
+
+CREATE_SESSION = """
+mutation CreateSession($issueId: String!, $externalUrls: [AgentSessionExternalUrlInput!]) {
+  agentSessionCreateOnIssue(input: {issueId: $issueId, externalUrls: $externalUrls}) {
+    success agentSession { id }
+  }
+}
+""".strip()
+
+# The app's sessions on an issue, with their links: a session creation retried after a crash
+# finds the one it made (Linear takes no client-chosen session id) instead of making another.
+ISSUE_SESSIONS = """
+query IssueSessions($id: String!) {
+  issue(id: $id) { agentSessions(first: 50) { nodes { id appUser { id } externalLinks { url } } } }
+}
+""".strip()
+
+# A delegated issue not yet started moves to its team's first `started` state (Linear's agent
+# guidance): the issue's state and the team's started states, then one update.
+ISSUE_WORKFLOW = """
+query IssueWorkflow($id: String!) {
+  issue(id: $id) {
+    id state { type }
+    team { states(first: 50, filter: {type: {eq: "started"}}) { nodes { id position } } }
+  }
+}
+""".strip()
+
+MOVE_ISSUE = """
+mutation MoveIssue($id: String!, $stateId: String!) {
+  issueUpdate(id: $id, input: {stateId: $stateId}) { success }
+}
+""".strip()
+
+# Who Foundry is in Linear: its app user, whose own events it ignores.
+VIEWER = "query Viewer { viewer { id } }"
+
 # Every GraphQL document this client sends (a test validates each against Linear's schema).
-DOCUMENTS = (CREATE_COMMENT, ATTACH, LABELLED, ISSUE, ISSUE_STATE)
+DOCUMENTS = (
+    CREATE_COMMENT,
+    ATTACH,
+    LABELLED,
+    ISSUE,
+    ISSUE_STATE,
+    CREATE_ACTIVITY,
+    UPDATE_SESSION,
+    CREATE_SESSION,
+    ISSUE_SESSIONS,
+    ISSUE_WORKFLOW,
+    MOVE_ISSUE,
+    VIEWER,
+)
+# States a delegated issue is left in: already being worked on, or closed one way or another.
+_UNMOVED_STATES = frozenset({"started", "completed", "canceled"})
 
 # Linear answers an issue that is gone with an error, not a null: "Entity not found: Issue".
 _NOT_FOUND_WORDS = ("not found", "could not find")
@@ -173,6 +239,71 @@ class LinearClient:
         it on a repeat, so a retried attach is harmless."""
         response, errors = self._exchange(ATTACH, {"issueId": issue_id, "url": url, "title": title})
         self._check(response, errors)
+
+    def create_activity(
+        self, *, activity_id: str, session_id: str, content: dict[str, Any], signal: str | None = None
+    ) -> None:
+        """Add activity `activity_id` to the session; that activity already existing is success."""
+        activity: dict[str, Any] = {"id": activity_id, "agentSessionId": session_id, "content": content}
+        if signal is not None:
+            activity["signal"] = signal
+        response, errors = self._exchange(CREATE_ACTIVITY, {"input": activity})
+        if any(_is_duplicate(error) for error in errors):
+            return  # an earlier attempt created it: the effect already happened
+        self._check(response, errors)
+        _check_success(response, "agentActivityCreate")
+
+    def update_session(self, session_id: str, changes: dict[str, Any]) -> None:
+        """Set the session's plan and/or external URLs (each replaces what was there)."""
+        response, errors = self._exchange(UPDATE_SESSION, {"id": session_id, "input": changes})
+        self._check(response, errors)
+        _check_success(response, "agentSessionUpdate")
+
+    def create_session(self, issue_id: str, *, url: str, label: str) -> str:
+        """Open an agent session on the issue linked to `url`; its id."""
+        links = [{"label": label, "url": url}]
+        data = self._query(CREATE_SESSION, {"issueId": issue_id, "externalUrls": links})
+        created = data.get("agentSessionCreateOnIssue")
+        session = created.get("agentSession") if isinstance(created, dict) else None
+        if not isinstance(session, dict) or not session.get("id"):
+            raise OutboundError(SERVICE, "agentSessionCreateOnIssue returned no session", retryable=False)
+        return str(session["id"])
+
+    def find_session(self, issue_id: str, *, url: str) -> str | None:
+        """The id of a session on the issue linked to `url` (one this app made earlier), if any."""
+        data = self._query(ISSUE_SESSIONS, {"id": issue_id})
+        issue = data.get("issue") if isinstance(data.get("issue"), dict) else {}
+        for session in _nodes(issue.get("agentSessions")):
+            links = session.get("externalLinks")
+            if isinstance(links, list) and any(isinstance(x, dict) and x.get("url") == url for x in links):
+                return str(session["id"])
+        return None
+
+    def start_issue(self, issue_id: str) -> str | None:
+        """Move the issue to its team's first `started` state unless it is already started or
+        closed; the state moved to, or None when it stays where it is."""
+        issue = self._query(ISSUE_WORKFLOW, {"id": issue_id}).get("issue")
+        if not isinstance(issue, dict):
+            raise OutboundError(SERVICE, f"issue {issue_id} was not found", retryable=False)
+        state = issue.get("state") if isinstance(issue.get("state"), dict) else {}
+        if state.get("type") in _UNMOVED_STATES:
+            return None
+        team = issue.get("team") if isinstance(issue.get("team"), dict) else {}
+        started = sorted(_nodes(team.get("states")), key=lambda node: float(node.get("position") or 0))
+        if not started:
+            return None
+        state_id = str(started[0]["id"])
+        response, errors = self._exchange(MOVE_ISSUE, {"id": issue_id, "stateId": state_id})
+        self._check(response, errors)
+        _check_success(response, "issueUpdate")
+        return state_id
+
+    def viewer_id(self) -> str:
+        """The id of the Linear user these credentials act as (the app user, for an app token)."""
+        viewer = self._query(VIEWER, {}).get("viewer")
+        if not isinstance(viewer, dict) or not viewer.get("id"):
+            raise OutboundError(SERVICE, "the answer has no viewer", retryable=False)
+        return str(viewer["id"])
 
     def issues_with_label(self, label: str) -> list[dict[str, Any]]:
         """Every issue carrying `label` (id, identifier, title, description, url)."""
@@ -322,11 +453,15 @@ def _is_duplicate(error: dict[str, Any]) -> bool:
 
 
 def _check_created(response: httpx.Response) -> None:
+    _check_success(response, "commentCreate")
+
+
+def _check_success(response: httpx.Response, mutation: str) -> None:
     body = http.json_object(response) or {}
     data = body.get("data")
-    result = data.get("commentCreate") if isinstance(data, dict) else None
+    result = data.get(mutation) if isinstance(data, dict) else None
     if not isinstance(result, dict) or result.get("success") is not True:
-        raise OutboundError(SERVICE, "commentCreate did not report success", retryable=False)
+        raise OutboundError(SERVICE, f"{mutation} did not report success", retryable=False)
 
 
 def _is_not_found(error: dict[str, Any]) -> bool:

@@ -235,4 +235,6 @@ provider_tokens = sa.Table(
     sa.Column("generation", sa.Integer, nullable=False, server_default="0"),
     sa.Column("renewed_at", UtcDateTime),
     sa.Column("updated_at", UtcDateTime, nullable=False),
+    # The Linear user the token acts as (`viewer { id }`): Foundry's own app user.
+    sa.Column("actor_id", sa.String(64)),
 )
