@@ -18,6 +18,7 @@ from foundry.domain.triggers import Decision
 from foundry.errors import FoundryError, NotFound
 from foundry.inbound import agents as agent_bodies
 from foundry.services import deliveries as delivery_reads
+from foundry.services import startup_checks
 from foundry.settings import Settings
 from foundry.worker import runner
 
@@ -176,6 +177,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
 
     migrate.upgrade(settings.database_url)
     _print_banner(settings, args.host, args.port)
+    _print_warnings(settings)
     container = wiring.build(settings)
     stop = threading.Event()
     loops = wiring.worker_loops(settings, container.db, wiring.worker_id())
@@ -205,6 +207,7 @@ def _worker(settings: Settings, args: argparse.Namespace) -> int:
         signal.signal(signum, lambda *_: stop.set())
     owner = wiring.worker_id()
     print(f"foundry worker {owner} started", flush=True)
+    _print_warnings(settings)
     runner.run(wiring.worker_loops(settings, container.db, owner), stop=stop, poll_s=settings.worker.poll_s)
     container.db.engine.dispose()
     return 0
@@ -214,6 +217,7 @@ def _web(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
     _require_head(settings)
+    _print_warnings(settings)
     uvicorn.run(
         "foundry.web.app:from_environment",
         factory=True,
@@ -263,6 +267,12 @@ def _print_banner(settings: Settings, host: str, port: int) -> None:
         print(f"  POST http://{host}:{port}/webhooks/{source:<7} {state}")
     api = "on" if settings.api_token else "off (set FOUNDRY_API_TOKEN)"
     print(f"  operator API /api/*                  {api}")
+
+
+def _print_warnings(settings: Settings) -> None:
+    """What this configuration leaves off, to stderr, one line each."""
+    for line in startup_checks.warnings(settings):
+        print(f"foundry: warning: {line}", file=sys.stderr, flush=True)
 
 
 def _safe_url(settings: Settings) -> str:

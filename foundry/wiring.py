@@ -31,9 +31,11 @@ from foundry.services import (
     runs,
     sender,
     silence,
+    startup_checks,
 )
 from foundry.services.agent_events import AgentEvents
 from foundry.services.agents import Agents
+from foundry.services.app_identity import AppIdentity
 from foundry.services.deliveries import Deliveries
 from foundry.services.github_reconciler import GitHubReconciler
 from foundry.services.jobs import Jobs
@@ -63,6 +65,7 @@ class Container:
     pulls: Pulls
     deliveries: Deliveries
     metrics: metrics.Metrics
+    app_identity: AppIdentity
 
 
 def build(settings: Settings) -> Container:
@@ -88,6 +91,8 @@ def build(settings: Settings) -> Container:
         ),
         deliveries=Deliveries(db),
         metrics=metrics.Metrics(db),
+        # The web side never asks Linear who it is: it reads what a worker or a delivery recorded.
+        app_identity=AppIdentity(db, None, clock=utcnow),
     )
 
 
@@ -134,7 +139,11 @@ def worker_loops(settings: Settings, db: Database, owner: str) -> list[runner.Lo
         lease=lease,
         clock=utcnow,
     )
+    # Asked of Linear only as the app: a personal key's viewer is a person, not Foundry.
+    as_app = startup_checks.linear_app_configured(settings)
+    identity = AppIdentity(db, linear if as_app else None, clock=utcnow)
     return [
+        identity.learn_once,  # first, so a worker knows its own app user before it acts
         planner.plan_once,
         dispatcher.dispatch_once,
         checks.check_once,
@@ -202,7 +211,11 @@ def reconcilers(
 
 def _intake(settings: Settings, db: Database) -> intake.Intake:
     return intake.Intake(
-        db, approvers=settings.approvers(), max_runs_per_day=settings.runs.max_per_issue_per_day
+        db,
+        approvers=settings.approvers(),
+        max_runs_per_day=settings.runs.max_per_issue_per_day,
+        public_url=settings.public_url,
+        sessions_for_all_runs=settings.linear.sessions_for_all_runs,
     )
 
 

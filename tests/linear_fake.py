@@ -10,6 +10,9 @@ authentication error (401).
 
 Use it in-process as a respx side effect (`api.post(URL).mock(side_effect=fake)`) or as a real
 server (`with servers.in_thread(fake.app) as base: LinearClient(..., base_url=f"{base}/graphql")`).
+As a real server it can also call `on_call(call, arrived)` for each valid call, once executed and
+before it is answered (`arrived`: `time.monotonic()` when the request came in), off the event
+loop: to time arrivals, or to hold an answer back while the caller is killed.
 """
 
 from __future__ import annotations
@@ -18,12 +21,14 @@ import json
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
 from typing import Any
 
+import anyio
 import graphql
 import httpx
 from graphql.execution.values import get_variable_values
@@ -72,6 +77,8 @@ class Answer:
     status: int
     body: dict[str, Any]
     headers: dict[str, str] = field(default_factory=dict)
+    # The valid call this answers (None for a fault or a refused document).
+    call: Call | None = None
 
 
 class Refused(Exception):
@@ -99,6 +106,9 @@ class FakeLinear:
         self.refused: list[dict[str, Any]] = []
         self._faults: deque[Fault] = deque()
         self._lock = threading.Lock()
+        # Real server only: called with each valid call and its arrival (`time.monotonic()`) before
+        # the answer goes out, in a worker thread, so it may block to hold that answer back.
+        self.on_call: Callable[[Call, float], None] | None = None
         self.app = Starlette(routes=[Route("/graphql", self._endpoint, methods=["POST"])])
 
     # -- what a test sets ------------------------------------------------------------------------
@@ -114,7 +124,7 @@ class FakeLinear:
             "url": f"https://linear.app/acme/issue/{issue_id}",
             "archivedAt": None,
             "trashed": None,
-            "state": {"type": state, "name": state.title()},
+            "state": {"id": f"state-{state}", "type": state, "name": state.title()},
             "labels": [{"id": f"label-{name}", "name": name} for name in labels],
             "comments": [],
             **fields,
@@ -130,6 +140,10 @@ class FakeLinear:
 
     def add_session(self, session_id: str, issue_id: str | None = None) -> None:
         self.sessions[session_id] = {"id": session_id, "issueId": issue_id, "plan": None, "externalUrls": []}
+
+    def activities_of(self, session_id: str) -> list[dict[str, Any]]:
+        """The session's activities in the order they arrived."""
+        return [a for a in self.activities.values() if a["agentSessionId"] == session_id]
 
     def rate_limit(
         self, times: int = 1, *, status: int = 429, reset_s: float = 30.0, retry_after: str | None = None
@@ -150,7 +164,11 @@ class FakeLinear:
         return httpx.Response(answer.status, json=answer.body, headers=answer.headers)
 
     async def _endpoint(self, request: Request) -> JSONResponse:
+        arrived = time.monotonic()
         answer = self.handle(await request.body(), request.headers.get("Authorization"))
+        hook = self.on_call
+        if hook is not None and answer.call is not None:
+            await anyio.to_thread.run_sync(hook, answer.call, arrived)
         return JSONResponse(answer.body, status_code=answer.status, headers=answer.headers)
 
     # -- the API ---------------------------------------------------------------------------------
@@ -167,8 +185,11 @@ class FakeLinear:
             except Refused as refused:
                 self.refused.append(refused.error)
                 return Answer(400, {"errors": [refused.error]})
-            self.calls.append(Call(operation.name.value if operation.name else "", variables, authorization))
-            return self._execute(document, operation, variables)
+            call = Call(operation.name.value if operation.name else "", variables, authorization)
+            self.calls.append(call)
+            answer = self._execute(document, operation, variables)
+            answer.call = call
+            return answer
 
     def _checked(
         self, content: bytes
@@ -224,10 +245,12 @@ class FakeLinear:
             "attachmentCreate": self._attachment_create,
             "agentActivityCreate": self._activity_create,
             "agentSessionUpdate": self._session_update,
+            "agentSessionCreateOnIssue": self._session_create,
+            "issueUpdate": self._issue_update,
         }
 
     def _issue(self, info: Any, id: str) -> dict[str, Any]:
-        return _issue_view(self._existing(self.issues, id, "Issue"))
+        return _issue_view(self._existing(self.issues, id, "Issue"), self)
 
     def _issues(
         self,
@@ -247,7 +270,7 @@ class FakeLinear:
         page = matching[start : start + first]
         more = start + first < len(matching)
         return {
-            "nodes": [_issue_view(issue) for issue in page],
+            "nodes": [_issue_view(issue, self) for issue in page],
             "pageInfo": {"hasNextPage": more, "endCursor": str(start + len(page)) if page else None},
         }
 
@@ -290,6 +313,26 @@ class FakeLinear:
         self.session_updates.append((id, input))
         return {"success": True, "agentSession": session, "lastSyncId": float(len(self.calls))}
 
+    def _session_create(self, info: Any, input: dict[str, Any]) -> dict[str, Any]:
+        issue = self._existing(self.issues, input.get("issueId"), "Issue")
+        session_id = f"session-{len(self.sessions) + 1}"
+        self.add_session(session_id, issue["id"])
+        self.sessions[session_id]["externalUrls"] = input.get("externalUrls") or []
+        session = self._session_view(self.sessions[session_id])
+        return {"success": True, "agentSession": session, "lastSyncId": float(len(self.calls))}
+
+    def _issue_update(self, info: Any, id: str, input: dict[str, Any]) -> dict[str, Any]:
+        issue = self._existing(self.issues, id, "Issue")
+        if "stateId" in input:
+            kind = str(input["stateId"]).removeprefix("state-")
+            issue["state"] = {"id": input["stateId"], "type": kind, "name": kind.title()}
+        return {"success": True, "issue": _issue_view(issue, self), "lastSyncId": float(len(self.calls))}
+
+    @staticmethod
+    def _session_view(session: dict[str, Any]) -> dict[str, Any]:
+        links = [{"label": u.get("label", ""), "url": u["url"]} for u in session.get("externalUrls") or []]
+        return {**session, "appUser": APP_USER, "externalLinks": links}
+
     @staticmethod
     def _existing(table: dict[str, dict[str, Any]], key: Any, kind: str) -> dict[str, Any]:
         if key not in table:
@@ -297,8 +340,26 @@ class FakeLinear:
         return table[key]
 
 
-def _issue_view(issue: dict[str, Any]) -> dict[str, Any]:
+# A team's workflow: the `started` states in their order (the first is where work begins).
+TEAM_STATES = (
+    {"id": "state-backlog", "type": "backlog", "position": 0.0},
+    {"id": "state-unstarted", "type": "unstarted", "position": 1.0},
+    {"id": "state-started", "type": "started", "position": 2.0},
+    {"id": "state-started-review", "type": "started", "position": 3.0},
+    {"id": "state-completed", "type": "completed", "position": 4.0},
+)
+
+
+def _issue_view(issue: dict[str, Any], fake: FakeLinear) -> dict[str, Any]:
     """An issue as the schema's resolvers see it: connections as callables honouring their args."""
+
+    def states(info: Any, filter: dict[str, Any] | None = None, **_: Any) -> dict[str, Any]:
+        kind = (((filter or {}).get("type")) or {}).get("eq")
+        return {"nodes": [state for state in TEAM_STATES if kind is None or state["type"] == kind]}
+
+    def sessions(info: Any, **_: Any) -> dict[str, Any]:
+        mine = [s for s in fake.sessions.values() if s.get("issueId") == issue["id"]]
+        return {"nodes": [FakeLinear._session_view(session) for session in mine]}
 
     def comments(info: Any, filter: dict[str, Any] | None = None, **_: Any) -> dict[str, Any]:
         since = ((filter or {}).get("createdAt") or {}).get("gte")
@@ -307,7 +368,13 @@ def _issue_view(issue: dict[str, Any]) -> dict[str, Any]:
             nodes = [node for node in nodes if _moment(node["createdAt"]) >= _moment(since)]
         return {"nodes": nodes}
 
-    return {**issue, "labels": lambda info, **_: {"nodes": issue["labels"]}, "comments": comments}
+    return {
+        **issue,
+        "labels": lambda info, **_: {"nodes": issue["labels"]},
+        "comments": comments,
+        "team": {"id": "team-eng", "key": "ENG", "states": states},
+        "agentSessions": sessions,
+    }
 
 
 def _user_error(message: str, *, code: str = "INVALID_INPUT") -> graphql.GraphQLError:

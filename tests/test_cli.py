@@ -10,10 +10,13 @@ import httpx
 import psycopg
 import pytest
 
+from foundry import cli, logs
+from foundry import settings as settings_module
 from foundry.db import migrate
+from foundry.services import startup_checks
 from tests import servers
 from tests.conftest import LINEAR_SECRET
-from tests.databases import PostgresTemplates
+from tests.databases import PostgresTemplates, SqliteTemplates
 from tests.factories import linear_body, linear_request
 
 
@@ -114,6 +117,7 @@ def test_serve_takes_an_issue_from_intake_to_approved_on_sqlite(tmp_path: Path) 
         process.wait(timeout=15)
     banner = log.read_text()
     assert f"Foundry listening on {base}" in banner
+    assert f"foundry: warning: {startup_checks.NO_WRITE_BACK}" in banner
     assert "/webhooks/linear  configured" in banner
     assert "/webhooks/github  off" in banner
     assert (tmp_path / "foundry.db").exists()
@@ -173,3 +177,53 @@ def test_runs_list_and_show_print_tables_and_json(served_db: str) -> None:
     missing = foundry("runs", "show", "nope", FOUNDRY_DATABASE_URL=served_db)
     assert missing.returncode == 1
     assert missing.stderr.strip() == "foundry: No run has id nope."
+
+
+LINEAR_APP = {"linear_client_id": "client", "linear_client_secret": "secret", "secret_key": "key"}
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        ({"linear_api_key": "lin_api_x"}, [startup_checks.PERSONAL_KEY_ONLY]),
+        ({"linear_api_key": "lin_api_x", "linear_webhook_secret": "s"}, [startup_checks.PERSONAL_KEY_ONLY]),
+        ({"linear_webhook_secret": "s"}, [startup_checks.NO_WRITE_BACK]),
+        ({}, []),
+        ({**LINEAR_APP, "linear_api_key": "lin_api_x", "linear_webhook_secret": "s"}, []),
+        ({"linear_access_token": "lin_oauth_x", "linear_webhook_secret": "s"}, []),
+    ],
+    ids=["personal-key", "personal-key-and-webhooks", "webhooks-only", "no-linear", "app", "access-token"],
+)
+def test_start_up_warns_what_linear_write_back_leaves_off(
+    values: dict[str, str], expected: list[str]
+) -> None:
+    settings = settings_module.load(environ={}, database_url="sqlite:///unused.db", **values)
+    assert startup_checks.warnings(settings) == expected
+
+
+def test_the_personal_key_warning_names_what_agent_sessions_need() -> None:
+    line = startup_checks.PERSONAL_KEY_ONLY
+    assert line.startswith("Linear agent sessions need the Linear app")
+    for name in ("FOUNDRY_LINEAR_CLIENT_ID", "FOUNDRY_LINEAR_ACCESS_TOKEN", "FOUNDRY_LINEAR_API_KEY"):
+        assert name in line
+
+
+def test_web_prints_the_warning_on_stderr_once_as_it_starts(
+    tmp_path: Path,
+    sqlite_templates: SqliteTemplates,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import uvicorn
+
+    started: list[str] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **_: started.append(app))
+    monkeypatch.setattr(logs, "configure", lambda *_, **__: None)  # keep this process's logging
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("FOUNDRY_DATABASE_URL", sqlite_templates.clone(tmp_path))
+    monkeypatch.setenv("FOUNDRY_LINEAR_API_KEY", "lin_api_a_person")
+    monkeypatch.setenv("FOUNDRY_LINEAR_API_URL", "http://127.0.0.1:9/graphql")
+    assert cli.main(["web", "--port", "9"]) == 0
+    assert started == ["foundry.web.app:from_environment"]
+    err = capsys.readouterr().err
+    assert err.splitlines() == [f"foundry: warning: {startup_checks.PERSONAL_KEY_ONLY}"]

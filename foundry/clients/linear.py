@@ -225,6 +225,11 @@ class LinearClient:
     def close(self) -> None:
         self._client.close()
 
+    @property
+    def acts_as_app(self) -> bool:
+        """Whether these credentials are the app's (a personal key cannot act as the agent)."""
+        return not isinstance(self._credentials, StaticKey)
+
     def create_comment(self, *, comment_id: str, issue_id: str, body: str) -> None:
         """Post `body` on the issue as comment `comment_id`; that comment already existing is success."""
         variables = {"id": comment_id, "issueId": issue_id, "body": body}
@@ -272,7 +277,7 @@ class LinearClient:
     def find_session(self, issue_id: str, *, url: str) -> str | None:
         """The id of a session on the issue linked to `url` (one this app made earlier), if any."""
         data = self._query(ISSUE_SESSIONS, {"id": issue_id})
-        issue = data.get("issue") if isinstance(data.get("issue"), dict) else {}
+        issue = _object(data.get("issue"))
         for session in _nodes(issue.get("agentSessions")):
             links = session.get("externalLinks")
             if isinstance(links, list) and any(isinstance(x, dict) and x.get("url") == url for x in links):
@@ -285,10 +290,9 @@ class LinearClient:
         issue = self._query(ISSUE_WORKFLOW, {"id": issue_id}).get("issue")
         if not isinstance(issue, dict):
             raise OutboundError(SERVICE, f"issue {issue_id} was not found", retryable=False)
-        state = issue.get("state") if isinstance(issue.get("state"), dict) else {}
-        if state.get("type") in _UNMOVED_STATES:
+        if _object(issue.get("state")).get("type") in _UNMOVED_STATES:
             return None
-        team = issue.get("team") if isinstance(issue.get("team"), dict) else {}
+        team = _object(issue.get("team"))
         started = sorted(_nodes(team.get("states")), key=lambda node: float(node.get("position") or 0))
         if not started:
             return None
@@ -467,6 +471,10 @@ def _check_success(response: httpx.Response, mutation: str) -> None:
 def _is_not_found(error: dict[str, Any]) -> bool:
     message = str(error.get("message", "")).lower()
     return bool(_kinds(error) & _NOT_FOUND_CODES) or any(word in message for word in _NOT_FOUND_WORDS)
+
+
+def _object(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
 
 
 def _nodes(connection: Any) -> list[dict[str, Any]]:

@@ -6,6 +6,10 @@ clear. `lock` is the cross-process mutex for renewal: on Postgres it inserts the
 and holds it `FOR UPDATE` until the transaction ends; on SQLite the write transaction's
 `BEGIN IMMEDIATE` already holds the database's one write lock (SQLAlchemy renders no FOR UPDATE
 there), which serialises renewers the same way.
+
+The row also names the provider user the token acts as (`actor_id`: Foundry's own app user).
+It is recorded once, by whoever learns it first, and never overwritten: every process learns the
+same id, so the first answer is the answer.
 """
 
 from __future__ import annotations
@@ -86,6 +90,12 @@ _REPLACE = (
     )
     .returning(P.c.generation)
 )
+_ACTOR = sa.select(P.c.actor_id).where(P.c.provider == sa.bindparam("b_provider"))
+_RECORD_ACTOR = (
+    sa.update(P)
+    .where(P.c.provider == sa.bindparam("b_provider"), P.c.actor_id.is_(None))
+    .values(actor_id=sa.bindparam("b_actor_id"), updated_at=sa.bindparam("b_now"))
+)
 
 
 async def current(tx: Tx, provider: str, cipher: Cipher) -> Stored | None:
@@ -118,6 +128,28 @@ async def replace(
     }
     generation = await txm.scalar(tx, _REPLACE, params)
     return None if generation is None else int(generation)
+
+
+async def actor(tx: Tx, provider: str) -> str | None:
+    """The provider user the stored token acts as, when someone has recorded it."""
+    found = await txm.scalar(tx, _ACTOR, {"b_provider": provider})
+    return None if found is None else str(found)
+
+
+async def record_actor(tx: Tx, provider: str, actor_id: str, now: datetime) -> str:
+    """Record `actor_id` as the user the provider's token acts as, unless one is already recorded
+    (creating the row if missing); the id recorded now, which is the earlier one if there was."""
+    await tx.rows(_ENSURE[tx.dialect], {"provider": provider, "generation": 0, "updated_at": now})
+    await tx.rows(_RECORD_ACTOR, {"b_provider": provider, "b_actor_id": actor_id, "b_now": now})
+    recorded = await actor(tx, provider)
+    assert recorded is not None  # set above unless already set (only a new install clears it)
+    return recorded
+
+
+async def forget_actor(tx: Tx, provider: str) -> None:
+    """Forget who the provider's token acts as (a new install may be another workspace's app):
+    the next worker to look asks the provider again."""
+    await tx.rows(sa.update(P).where(P.c.provider == provider).values(actor_id=None))
 
 
 def _stored(row: Row, cipher: Cipher) -> Stored:

@@ -171,6 +171,33 @@ async def transition(
     return True
 
 
+async def adopt_session(
+    tx: Tx, run_id: str, session_id: str, at: datetime, *, replace: bool = False
+) -> Row | None:
+    """Make `session_id` the run's Linear agent session — if it has none, or (`replace`: the
+    issue was delegated again) another one; the run, or None when nothing changed."""
+    unset = R.c.agent_session_id.is_(None)
+    where = sa.or_(unset, R.c.agent_session_id != session_id) if replace else unset
+    stmt = (
+        sa.update(R)
+        .where(R.c.id == run_id, where)
+        .values(agent_session_id=session_id, event_seq=R.c.event_seq + 1, updated_at=at)
+        .returning(*R.columns)
+    )
+    row = await txm.first(tx, stmt)
+    if row is None:
+        return None
+    event = NewEvent("session_opened", at, "foundry", {"agent_session_id": session_id})
+    await _insert_event(tx, run_id, int(row["event_seq"]), event)
+    return row
+
+
+async def had_session(tx: Tx, linear_issue_id: str, session_id: str) -> bool:
+    """Whether one of the issue's runs (by its index) ever had this agent session."""
+    stmt = sa.select(R.c.id).where(R.c.linear_issue_id == linear_issue_id, R.c.agent_session_id == session_id)
+    return await txm.first(tx, stmt.limit(1)) is not None
+
+
 async def lock(tx: Tx, run_id: str) -> Row | None:
     """Read the run and hold its row lock until commit (SQLite: the write lock already does)."""
     return await txm.first(tx, sa.select(R).where(R.c.id == run_id).with_for_update())

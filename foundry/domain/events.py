@@ -64,6 +64,9 @@ class AgentSessionEvent:
     actor: Actor
     session_id: str = ""
     prompt: str | None = None
+    # The prompt activity's own id (a prompt is acknowledged once, keyed by it), and its signal.
+    activity_id: str | None = None
+    signal: str | None = None
 
 
 @dataclass(frozen=True)

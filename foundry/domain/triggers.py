@@ -22,6 +22,8 @@ class TriggerRules:
     # Optional: the trigger label's Linear id, which makes label removal unambiguous.
     label_id: str | None = None
     bot_actor_ids: frozenset[str] = frozenset()
+    # Foundry's own app user in Linear, learned rather than configured: its events are its own doing.
+    own_ids: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -48,12 +50,26 @@ class Decide:
     decision: Decision
     actor: Actor
     note: str = ""
+    # Set when the decision is a prompt in Linear's agent panel: the answer goes there too.
+    agent_session_id: str | None = None
+    activity_id: str | None = None
 
 
 @dataclass(frozen=True)
 class AddPrompt:
     issue_id: str
     prompt: str
+    actor: Actor
+    agent_session_id: str
+    # The prompt activity's id: its acknowledgement is keyed by it, so a redelivery adds none.
+    activity_id: str | None = None
+
+
+@dataclass(frozen=True)
+class StopSession:
+    """Stop pressed in Linear's agent panel: stop the session's run and end the session."""
+
+    issue_id: str
     actor: Actor
     agent_session_id: str
 
@@ -68,6 +84,8 @@ _COMMAND = re.compile(r"^\s*/foundry\s+(\w+)\s*(.*)$", re.MULTILINE | re.IGNOREC
 
 def decide(event: events.LinearEvent, rules: TriggerRules) -> Intent:
     """The one thing Foundry should do about `event`."""
+    if event.actor.id is not None and event.actor.id in rules.own_ids:
+        return Ignore("event from Foundry's own app user")
     if event.actor.id is not None and event.actor.id in rules.bot_actor_ids:
         return Ignore("event from a bot actor")
     if isinstance(event, events.IssueEvent):
@@ -132,14 +150,24 @@ def _on_comment(event: events.CommentEvent) -> Intent:
     return Ignore(f"unknown command /foundry {verb}")
 
 
+# A prompt that is only a decision ("approve", "/foundry reject", "Approve.") decides like a comment.
+_PROMPT_DECISION = re.compile(r"^\s*(?:/foundry\s+)?(approve|reject)\b[\s.!]*$", re.IGNORECASE)
+
+
 def _on_agent_session(event: events.AgentSessionEvent) -> Intent:
     if event.action == "created":
         return OpenRun(event.issue, "agent_session", event.actor, agent_session_id=event.session_id)
-    if event.action == "prompted":
-        if not event.prompt:
-            return Ignore("agent session prompt is empty")
-        return AddPrompt(event.issue.id, event.prompt, event.actor, event.session_id)
-    return Ignore(f"agent session {event.action} is not acted on")
+    if event.action != "prompted":
+        return Ignore(f"agent session {event.action} is not acted on")
+    if event.signal == "stop":
+        return StopSession(event.issue.id, event.actor, event.session_id)
+    if not event.prompt:
+        return Ignore("agent session prompt is empty")
+    decision = _PROMPT_DECISION.match(event.prompt)
+    if decision is not None:
+        verdict = Decision(decision.group(1).lower())
+        return Decide(event.issue.id, verdict, event.actor, "", event.session_id, event.activity_id)
+    return AddPrompt(event.issue.id, event.prompt, event.actor, event.session_id, event.activity_id)
 
 
 @dataclass(frozen=True)
@@ -152,4 +180,4 @@ class SlackDecide:
     slack_user_name: str | None = None
 
 
-Intent = OpenRun | StopRun | Decide | SlackDecide | AddPrompt | Ignore
+Intent = OpenRun | StopRun | StopSession | Decide | SlackDecide | AddPrompt | Ignore

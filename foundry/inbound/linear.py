@@ -71,8 +71,11 @@ class _ActivityContent(_Model):
 
 
 class _AgentActivity(_Model):
-    user_id: str | None = Field(None, alias="userId")
+    id: str | None = Field(None, max_length=64)
+    user_id: str | None = Field(None, alias="userId", max_length=255)
     content: _ActivityContent | None = None
+    # "stop" when the person pressed Stop in the agent panel.
+    signal: str | None = Field(None, max_length=32)
 
 
 class Envelope(_Model):
@@ -86,6 +89,8 @@ class Envelope(_Model):
     )
     agent_session: _AgentSession | None = Field(None, alias="agentSession")
     agent_activity: _AgentActivity | None = Field(None, alias="agentActivity")
+    # Foundry's own app user, named by agent-session deliveries (stored in `provider_tokens.actor_id`).
+    app_user_id: str | None = Field(None, alias="appUserId", max_length=64)
 
 
 def parse(body: bytes) -> Envelope:
@@ -154,8 +159,19 @@ def _agent_session_event(envelope: Envelope) -> events.AgentSessionEvent:
     ref = _require(session.issue, "agentSession.issue")
     actor = _actor(session.creator)
     activity = envelope.agent_activity
+    if activity is not None and activity.user_id is not None and activity.user_id != actor.id:
+        # Someone other than the session's creator prompted: the payload names only their id.
+        actor = events.Actor(activity.user_id)
     prompt = activity.content.body if activity and activity.content else None
-    return events.AgentSessionEvent(envelope.action, _issue_ref(ref), actor, session.id, prompt)
+    return events.AgentSessionEvent(
+        envelope.action,
+        _issue_ref(ref),
+        actor,
+        session.id,
+        prompt,
+        activity_id=activity.id if activity else None,
+        signal=activity.signal if activity else None,
+    )
 
 
 def _issue_ref(ref: _IssueRef) -> events.IssueRef:

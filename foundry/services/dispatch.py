@@ -68,6 +68,7 @@ class Dispatch:
         now = self._clock()
         attempt = int(run["attempt"]) + 1
         job = self._jobs.build(run, attempt=attempt, subscription=agent["current_subscription"])
+        job = await with_prompts(tx, run["id"], job)
         found = secrets_scan.findings(json.dumps(job))
         if found:
             return await self._refuse(tx, lease, run, found, now)
@@ -99,6 +100,9 @@ class Dispatch:
         ):
             return "lease lost"
         await outbox.enqueue(tx, effects.dispatch(run["id"], agent["name"], attempt, job), now=now)
+        body = f"**Dispatched** to agent {agent['name']} (attempt {attempt}), on branch `{job['branch']}`."
+        for effect in effects.session_note(run, "dispatched", body, attempt):
+            await outbox.enqueue(tx, effect, now=now)
         await leases.release(tx, schema.runs, lease, now=now)
         return "dispatched"
 
@@ -137,6 +141,7 @@ async def redispatch(
     attempt = int(run["attempt"])
     fresh = {**run, "attempt": attempt + 1, "agent_subscription": subscription}
     job = jobs.build(fresh, attempt=attempt + 1, subscription=subscription, context=context)
+    job = await with_prompts(tx, run["id"], job)
     event = runs.NewEvent(
         "redispatched", now, "foundry", {"attempt": attempt + 1, "why": why, "subscription": subscription}
     )
@@ -155,3 +160,13 @@ async def redispatch(
         return False
     await outbox.enqueue(tx, effects.dispatch(run["id"], run["agent_name"], attempt + 1, job), now=now)
     return True
+
+
+async def with_prompts(tx: Tx, run_id: str, job: dict[str, Any]) -> dict[str, Any]:
+    """The job with what people said to the run in its agent session since it began, oldest
+    first: a prompt reaches the agent with the run's next job."""
+    said = await runs.events_of_kind(tx, run_id, "prompt")
+    if not said:
+        return job
+    prompts = [{"from": event["actor"], "prompt": event["data"].get("prompt", "")} for event in said]
+    return {**job, "prompts": prompts}

@@ -9,20 +9,73 @@ from typing import Any
 from foundry.db import outbox
 from foundry.db.outbox import Effect
 from foundry.db.tx import Tx
-from foundry.domain import effects, messages, templates
+from foundry.domain import effects, messages, sessions, templates
 from foundry.domain.plans import Plan
 
 LINEAR_COMMENT, SLACK_MESSAGE, SLACK_UPDATE = "linear_comment", "slack_message", "slack_update"
 AGENT_DISPATCH, AGENT_CANCEL = "agent_dispatch", "agent_cancel"
 LINEAR_ATTACHMENT = "linear_attachment"
+# Agent sessions: an activity (with the session's plan brought up to date), a session opened on
+# an issue, and a delegated issue moved to its team's started state.
+LINEAR_ACTIVITY, LINEAR_SESSION_CREATE = "linear_activity", "linear_session_create"
+LINEAR_START_ISSUE = "linear_start_issue"
 # Asking GitHub to send a failed webhook delivery again (the redelivery sweeper); no run.
 GITHUB_REDELIVER = "github_redeliver"
 
 
 def linear_comment(run: Mapping[str, Any], step: str, body: str, attempt: int = 0) -> Effect:
+    """What the run says on its issue at `step`: a comment, or — for a run with an agent
+    session — the session's activity for that milestone (`domain.sessions`), which carries the
+    comment too, for a sender whose Linear credentials cannot act as the agent."""
     key = effects.key(run["id"], step, attempt)
     payload = {"issue_id": run["linear_issue_id"], "body": body, "comment_id": effects.linear_comment_id(key)}
+    session_id = run.get("agent_session_id")
+    if session_id:
+        activity = {
+            "session_id": session_id,
+            "activity_id": effects.linear_activity_id(key),
+            "content": sessions.content(step, body),
+        }
+        return Effect(key, LINEAR_ACTIVITY, {**payload, **activity}, run["id"])
     return Effect(key, LINEAR_COMMENT, payload, run["id"])
+
+
+def session_note(run: Mapping[str, Any], step: str, body: str, attempt: int = 0) -> list[Effect]:
+    """A milestone told only in the run's agent session (none without a session)."""
+    return [linear_comment(run, step, body, attempt)] if run.get("agent_session_id") else []
+
+
+def session_opened(run: Mapping[str, Any], page_url: str, *, start_issue: bool) -> list[Effect]:
+    """A session's first answer, within Linear's 10 s: a thought, and the run's page as the
+    session's link (sent with it); and, for a delegated issue, the issue moved to started."""
+    body = f"On it: Foundry run `{str(run['id'])[:8]}` is planning this issue. Follow it at {page_url}."
+    [ack] = session_note(run, f"session_ack_{run['agent_session_id']}", body)
+    said = [Effect(ack.effect_key, ack.kind, {**ack.payload, "external_url": page_url}, ack.run_id)]
+    if start_issue:
+        key = effects.key(run["id"], "start_issue")
+        said.append(Effect(key, LINEAR_START_ISSUE, {"issue_id": run["linear_issue_id"]}, run["id"]))
+    return said
+
+
+def session_ended(session_id: str, issue_id: str) -> Effect:
+    """The final word in a session whose Stop found no run left to stop (keyed by the session)."""
+    key = f"session:{session_id}:stopped"
+    body = "Nothing is running for this issue any more, so there was nothing to stop."
+    payload = {
+        "issue_id": issue_id,
+        "body": body,
+        "comment_id": effects.linear_comment_id(key),
+        "session_id": session_id,
+        "activity_id": effects.linear_activity_id(key),
+        "content": {"type": sessions.RESPONSE, "body": body},
+    }
+    return Effect(key, LINEAR_ACTIVITY, payload)
+
+
+def session_wanted(run: Mapping[str, Any], page_url: str) -> Effect:
+    """An agent session opened on the issue of a run that has none (`sessions_for_all_runs`)."""
+    payload = {"issue_id": run["linear_issue_id"], "url": page_url}
+    return Effect(effects.key(run["id"], "session_create"), LINEAR_SESSION_CREATE, payload, run["id"])
 
 
 def approval_message_key(run_id: str) -> str:

@@ -22,7 +22,7 @@ from foundry.clients.slack import SlackClient
 from foundry.db import agents, leases, outbox, runs
 from foundry.db.database import Database
 from foundry.db.tx import Row, Tx
-from foundry.domain import backoff, statuses
+from foundry.domain import backoff, sessions, statuses
 from foundry.domain.statuses import RunStatus
 from foundry.services import effects
 
@@ -122,6 +122,8 @@ class Sender:
                 tx, lease, now=now, state=state, result=result, error=error, next_attempt_at=next_at
             ):
                 return False, None  # our lease lapsed: whoever holds the row now settles it
+            if state == "sent" and row["kind"] == effects.LINEAR_SESSION_CREATE and result:
+                return True, await _adopt_session(tx, row, str(result["session_id"]), now)
             if state != "failed":
                 return True, None
             return True, await _on_given_up(tx, row, state, error or state, now)
@@ -153,6 +155,12 @@ class Sender:
                 comment_id=payload["comment_id"], issue_id=payload["issue_id"], body=payload["body"]
             )
             return {"comment_id": payload["comment_id"]}
+        if kind == effects.LINEAR_ACTIVITY:
+            return self._activity(row)
+        if kind == effects.LINEAR_SESSION_CREATE:
+            return self._open_session(row)
+        if kind == effects.LINEAR_START_ISSUE:
+            return {"state_id": self._client("linear").start_issue(payload["issue_id"])}
         if kind == effects.LINEAR_ATTACHMENT:
             self._client("linear").attach(
                 issue_id=payload["issue_id"], url=payload["url"], title=payload["title"]
@@ -178,6 +186,48 @@ class Sender:
             self._github_reader.redeliver(payload["repository"], payload["hook_id"], payload["delivery_id"])
             return {"delivery_id": payload["delivery_id"]}
         raise Skip(f"unknown effect kind {kind}")
+
+    def _activity(self, row: Mapping[str, Any]) -> dict[str, Any]:
+        """The milestone in the run's agent session, then the session's plan as the run stands
+        now (read at send time, so a late retry never sets an older plan over a newer one).
+
+        Credentials that cannot act as the agent (a personal key) post the milestone as the
+        comment it would otherwise have been: the issue still hears every step."""
+        payload = row["payload"]
+        linear: LinearClient = self._client("linear")
+        if not linear.acts_as_app:
+            linear.create_comment(
+                comment_id=payload["comment_id"], issue_id=payload["issue_id"], body=payload["body"]
+            )
+            return {"comment_id": payload["comment_id"]}
+        session_id = payload["session_id"]
+        linear.create_activity(
+            activity_id=payload["activity_id"], session_id=session_id, content=payload["content"]
+        )
+        changes: dict[str, Any] = {}
+        if payload.get("external_url"):
+            changes["externalUrls"] = [{"label": "Foundry run", "url": payload["external_url"]}]
+        run = self._db.transaction_sync(lambda tx: runs.get(tx, row["run_id"]), write=False)
+        if run is not None and run["plan"] is not None:
+            changes["plan"] = sessions.plan(run)
+        if changes:
+            linear.update_session(session_id, changes)
+        return {"activity_id": payload["activity_id"], "session_id": session_id}
+
+    def _open_session(self, row: Mapping[str, Any]) -> dict[str, Any]:
+        """An agent session on the run's issue. Linear takes no client-chosen session id, so a
+        retry first looks for the session an earlier attempt made (linked to the run's page)."""
+        payload = row["payload"]
+        linear: LinearClient = self._client("linear")
+        if not linear.acts_as_app:
+            raise Skip("agent sessions need the Linear app's credentials, not a personal key")
+        found = None
+        if row["attempts"] > 1:
+            found = linear.find_session(payload["issue_id"], url=payload["url"])
+        session_id = found or linear.create_session(
+            payload["issue_id"], url=payload["url"], label="Foundry run"
+        )
+        return {"session_id": session_id}
 
     def _to_agent(self, row: Mapping[str, Any]) -> dict[str, Any] | None:
         """A job (or its cancellation) to the agent, keyed `<run_id>:<attempt>` for its dedup."""
@@ -266,6 +316,16 @@ class Sender:
                 log.warning("writeback.off", service=service)
             raise Skip(f"{service} write-back is off (no token configured)")
         return client
+
+
+async def _adopt_session(tx: Tx, row: Mapping[str, Any], session_id: str, now: datetime) -> str | None:
+    """The session made for a run becomes the run's, and says its first word there."""
+    run = await runs.adopt_session(tx, row["run_id"], session_id, now)
+    if run is None:
+        return None
+    for effect in effects.session_opened(run, row["payload"]["url"], start_issue=False):
+        await outbox.enqueue(tx, effect, now=now)
+    return None
 
 
 async def _on_given_up(tx: Tx, row: Mapping[str, Any], state: str, error: str, now: datetime) -> str | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 
 from starlette.requests import Request
@@ -36,10 +37,15 @@ async def receive(request: Request) -> Response:
             max_ahead_s=settings.webhooks.tolerance_s,
         ):
             raise guard.stale("The webhookTimestamp is outside the allowed window.")
-        intent = triggers.decide(linear.to_event(envelope), settings.triggers.rules())
+        happened = linear.to_event(envelope)
         event = f"{envelope.type}.{envelope.action}"
         received = Delivery("linear", _delivery_key(request), event, now, delivery.digest(body))
-        return answers.accepted(await foundry.intake.handle(received, intent))
+        # Only now, with the delivery found sound: bad input writes nothing. Foundry's own app user
+        # needs no `bot_actor_ids` entry, as its id is learned (and its events known as its own).
+        identity = foundry.app_identity
+        await identity.observe(envelope.app_user_id)
+        rules = replace(settings.triggers.rules(), own_ids=await identity.own_ids())
+        return answers.accepted(await foundry.intake.handle(received, triggers.decide(happened, rules)))
 
 
 def _delivery_key(request: Request) -> str:

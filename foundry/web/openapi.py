@@ -47,9 +47,12 @@ SUMMARIES: dict[tuple[str, str], str] = {
     ("POST", "/api/agents/{name}/tokens"): "Issue the agent's token (revoking the old one); shown once",
     ("DELETE", "/api/agents/{name}/tokens"): "Revoke the agent's token",
     ("GET", "/api/deliveries"): "Recent inbound deliveries and their verdicts; filters source and limit",
+    ("GET", "/oauth/linear/install"): "Install Foundry as a Linear app: redirects to Linear's consent page",
+    ("GET", "/oauth/linear/callback"): "Linear's redirect back: the code exchanged, the app's token stored",
 }
 MISSING_SUMMARY = "(no summary written yet)"
 PAGES = {"/", "/runs/{run_id}"}
+INSTALL, INSTALLED = "/oauth/linear/install", "/oauth/linear/callback"
 SECURITY_SCHEMES = {
     "bearer": {
         "type": "http",
@@ -59,7 +62,8 @@ SECURITY_SCHEMES = {
     "basic": {
         "type": "http",
         "scheme": "basic",
-        "description": "The pages from a browser: any user name, FOUNDRY_API_TOKEN as the password.",
+        "description": "The pages and the Linear install from a browser: any user name, FOUNDRY_API_TOKEN"
+        " as the password.",
     },
 }
 _PARAMETER = re.compile(r"{([^}:]+)(?::[^}]+)?}")
@@ -133,6 +137,12 @@ QUERIES: dict[tuple[str, str], dict[str, dict[str, Any]]] = {
         "source": {"enum": list(delivery_reads.SOURCES)},
         "limit": _LIMIT,
     },
+    ("GET", INSTALLED): {
+        "code": _text(512, description="The authorization code Linear issued."),
+        "state": _text(256, description="The signed state the install sent to Linear."),
+        "error": _text(64, description="Why Linear sent the browser back without a code (access_denied)."),
+        "error_description": _text(1024),
+    },
 }
 _SIGNED = {"type": "string", "maxLength": 255}
 HEADERS: dict[str, dict[str, bool]] = {  # path -> header -> required
@@ -151,24 +161,27 @@ SUCCESS: dict[tuple[str, str], int] = {
     ("POST", "/api/runs/{run_id}/events"): 202,
     ("POST", "/api/agents"): 201,
     ("POST", "/api/agents/{name}/tokens"): 201,
+    ("GET", INSTALL): 303,
 }
 # Each status and the condition for it, as `(status, applies)`.
 _ERRORS: tuple[tuple[int, Callable[[str, str], bool]], ...] = (
     (400, lambda m, p: True),  # a NUL or lone surrogate in the path, query or headers
-    (401, lambda m, p: p.startswith(("/api/", "/webhooks/")) or p in PAGES),
-    (403, lambda m, p: p.endswith("/events")),
+    (401, lambda m, p: p.startswith(("/api/", "/webhooks/")) or p in PAGES or p == INSTALL),
+    (403, lambda m, p: p.endswith("/events") or p == INSTALL),  # the install without an operator token
     (404, lambda m, p: "{" in p),
     (408, lambda m, p: m == "POST"),
     (409, lambda m, p: m == "POST" and p.startswith("/api/")),
     (413, lambda m, p: m == "POST"),
     (422, lambda m, p: m == "POST" and p.startswith("/api/")),
     (500, lambda m, p: True),
+    (502, lambda m, p: p == INSTALLED),  # Linear did not exchange the code
     (503, lambda m, p: p not in {"/healthz", "/openapi.json"}),  # the database, or a secret unset
 )
 _CONTENT = {
     "/metrics": "text/plain",
     "/": "text/html",
     "/runs/{run_id}": "text/html",
+    INSTALLED: "text/html",
 }
 
 
@@ -209,14 +222,8 @@ def operation(method: str, path: str) -> dict[str, Any]:
 
 
 def responses(method: str, path: str) -> dict[str, Any]:
-    media_type = _CONTENT.get(path, _JSON)
-    done = {"type": "object"} if media_type == _JSON else {}
-    answered: dict[str, Any] = {
-        str(SUCCESS.get((method, path), 200)): {
-            "description": "Done.",
-            "content": {media_type: {"schema": done}},
-        }
-    }
+    done, success = _success(method, path)
+    answered: dict[str, Any] = {str(done): success}
     for status, applies in _ERRORS:
         if applies(method, path):
             answered[str(status)] = {
@@ -224,6 +231,16 @@ def responses(method: str, path: str) -> dict[str, Any]:
                 "content": {_JSON: {"schema": _ref("Error")}},
             }
     return answered
+
+
+def _success(method: str, path: str) -> tuple[int, dict[str, Any]]:
+    status = SUCCESS.get((method, path), 200)
+    if 300 <= status < 400:
+        location = {"Location": {"description": "Where to go next.", "schema": {"type": "string"}}}
+        return status, {"description": "Redirected.", "headers": location}
+    media_type = _CONTENT.get(path, _JSON)
+    done = {"type": "object"} if media_type == _JSON else {}
+    return status, {"description": "Done.", "content": {media_type: {"schema": done}}}
 
 
 def _parameters(method: str, path: str) -> list[dict[str, Any]]:
@@ -248,6 +265,8 @@ def security(path: str) -> list[dict[str, list[str]]]:
         return [{"bearer": []}]
     if path in PAGES:
         return [{"bearer": []}, {"basic": []}, {}]
+    if path == INSTALL:  # never open: it binds Foundry to a workspace
+        return [{"bearer": []}, {"basic": []}]
     return []
 
 

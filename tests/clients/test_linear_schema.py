@@ -60,10 +60,51 @@ def test_what_every_method_sends_validates_with_its_variables(fake: FakeLinear) 
     client.issue("i")
     client.issue_state("i")
     client.issue_state("i", comments_since=datetime(2026, 11, 23, 12, tzinfo=UTC))
+    fake.add_session("s", "i")
+    activity = {"type": "action", "action": "Opened pull request", "parameter": "https://x/pull/1"}
+    client.create_activity(activity_id=COMMENT_ID, session_id="s", content=activity)
+    plan = [{"content": "Plan the change", "status": "completed"}]
+    client.update_session(
+        "s", {"plan": plan, "externalUrls": [{"label": "Foundry run", "url": "https://f/r"}]}
+    )
+    made = client.create_session("i", url="https://f/runs/1", label="Foundry run")
+    assert client.find_session("i", url="https://f/runs/1") == made
+    assert client.start_issue("i") is None  # already started
+    assert client.viewer_id() == linear_fake.APP_USER["id"]
     client.close()
     assert fake.refused == []
-    assert set(fake.operations()) == {"CreateComment", "Attach", "Labelled", "Issue", "IssueState"}
+    assert set(fake.operations()) == {
+        "CreateComment",
+        "Attach",
+        "Labelled",
+        "Issue",
+        "IssueState",
+        "CreateActivity",
+        "UpdateSession",
+        "CreateSession",
+        "IssueSessions",
+        "IssueWorkflow",
+        "Viewer",
+    }
     assert fake.calls[0].variables == {"id": COMMENT_ID, "issueId": "i", "body": "Plan"}
+
+
+def test_an_unstarted_issue_moves_to_its_teams_first_started_state(fake: FakeLinear) -> None:
+    fake.add_issue("todo", state="unstarted")
+    client = LinearClient("lin_api_test", base_url=URL)
+    assert client.start_issue("todo") == "state-started"
+    assert fake.issues["todo"]["state"]["type"] == "started"
+    assert fake.operations()[-1] == "MoveIssue"
+    assert client.start_issue("todo") is None  # a repeat changes nothing
+
+
+def test_an_activity_created_again_is_success_not_a_second_activity(fake: FakeLinear) -> None:
+    fake.add_session("s", "i")
+    client = LinearClient("lin_api_test", base_url=URL)
+    for _ in range(2):
+        thought = {"type": "thought", "body": "On it"}
+        client.create_activity(activity_id=COMMENT_ID, session_id="s", content=thought)
+    assert len(fake.activities) == 1
 
 
 def test_the_fake_refuses_a_field_linear_does_not_have(fake: FakeLinear) -> None:

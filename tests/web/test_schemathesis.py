@@ -67,7 +67,16 @@ def test_every_declared_operation_survives_schemathesis(
     agent_token = agentkit.register(db)
     real = {"run_id": awaiting_run(db), "name": "coder"}
     running = agentkit.running_run(db, "coder")
-    settings_ = make_settings(github_webhook_secret=GITHUB_SECRET, slack_signing_secret="slack-secret")
+    settings_ = make_settings(
+        github_webhook_secret=GITHUB_SECRET,
+        slack_signing_secret="slack-secret",
+        # The Linear app, so that its install routes answer rather than say it is not configured;
+        # no fuzzed callback carries a state Foundry signed, so none reaches the token endpoint.
+        linear_client_id="fuzz-client-id",
+        linear_client_secret="fuzz-client-secret",
+        secret_key="fuzz-secret-key-for-provider-tokens",
+        linear_oauth_token_url="http://127.0.0.1:9/oauth/token",
+    )
     app = create_app(wiring.build(settings_))
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)
     statuses: Counter[int] = Counter()
