@@ -12,7 +12,8 @@ FoundryError
  │    │    └── InProgress       409 + Retry-After: the same Idempotency-Key is in flight
  │    ├── PayloadTooLarge       413
  │    ├── Unprocessable         422  an Idempotency-Key reused with another request
- │    └── NotConfigured         503  the feature's secret is not set
+ │    ├── NotConfigured         503  the feature's secret is not set
+ │    └── UpstreamFailed        502  a provider refused or failed what this request needed of it
  └── StorageError           raised by `foundry.db`, never a raw driver error
       ├── DatabaseUnavailable   503 + Retry-After: the sender should try again
       ├── UniqueViolation       a unique constraint or index refused a row (`.constraint`)
@@ -75,6 +76,12 @@ class InProgress(Conflict):
 
 class NotConfigured(RequestError):
     status_code = 503
+
+
+class UpstreamFailed(RequestError):
+    """A provider this request depends on (Linear's token endpoint) refused or failed."""
+
+    status_code = 502
 
 
 class StorageError(FoundryError):

@@ -23,7 +23,7 @@ from foundry.clients.errors import OutboundError
 from foundry.db import provider_tokens
 from foundry.db.database import Database
 from foundry.db.tx import Tx
-from foundry.errors import BadRequest, ConfigError, FoundryError, NotConfigured
+from foundry.errors import BadRequest, ConfigError, NotConfigured, UpstreamFailed
 from foundry.services import linear_tokens
 
 log = logs.get("foundry.linear_install")
@@ -42,7 +42,7 @@ _ERROR_CODE = re.compile(r"[a-z_]{1,64}")
 START_AGAIN = "start the install again from /oauth/linear/install"
 
 
-class ExchangeFailed(FoundryError):
+class ExchangeFailed(UpstreamFailed):
     """Linear did not exchange the authorization code for a token (refused it, or failed)."""
 
 

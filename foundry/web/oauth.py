@@ -49,10 +49,7 @@ async def callback(request: Request) -> Response:
     linear_install.declined(query.get("error"))
     installing.verify(query.get("state"), request.cookies.get(COOKIE), now)
     code = linear_install.code(query.get("code"))
-    try:
-        grant = await run_in_threadpool(installing.exchange, code)
-    except linear_install.ExchangeFailed as exc:
-        return errors.error_response(502, str(exc))
+    grant = await run_in_threadpool(installing.exchange, code)  # ExchangeFailed: a 502
     await installing.store(grant, now)
     page = m.document(
         "Installed · Foundry",
