@@ -25,6 +25,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from foundry.domain import approvals as approval_rules
 from foundry.domain import policy as policy_gate
+from foundry.domain import routing as routing_rules
 from foundry.domain import triggers
 from foundry.errors import ConfigError
 
@@ -74,6 +75,13 @@ class PolicyConfig(_Section):
     forbidden_globs: list[str] = []
     sensitive_globs: dict[str, SensitiveArea] = {}
     max_files_changed: int = Field(50, gt=0)
+
+    def rules(self) -> policy_gate.Policy:
+        sensitive = {
+            name: policy_gate.SensitiveArea(tuple(area.globs), area.role)
+            for name, area in self.sensitive_globs.items()
+        }
+        return policy_gate.Policy(tuple(self.forbidden_globs), sensitive, self.max_files_changed)
 
 
 class RemediationConfig(_Section):
@@ -134,6 +142,42 @@ class GitHubConfig(_Section):
         return self
 
 
+class RepositoryConfig(_Section):
+    """A repository Foundry opens pull requests in, and which issues route to it."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
+    base: str = Field("main", min_length=1)
+    # The agent its jobs go to (unset: `dispatch.agent`, else the first registered).
+    agent: str | None = None
+    # Where the runner clones it from (unset: GitHub's https URL for `name`).
+    clone_url: str | None = None
+    # What routes an issue here: its Linear team key, one of its labels, or its project.
+    teams: list[str] = []
+    labels: list[str] = []
+    projects: list[str] = []
+    # This repository's own policy, in place of the global `[policy]`.
+    policy: PolicyConfig | None = None
+
+    def clone(self) -> str:
+        return self.clone_url or f"https://github.com/{self.name}.git"
+
+
+class RunnerConfig(_Section):
+    """`foundry runner`: the coding agent's side (flags override these)."""
+
+    agent: str | None = None
+    workdir: str = ".foundry-runner"
+    # The coding command, as an argv list (or one string split like a shell would, never run by
+    # one); it runs in the run's worktree with FOUNDRY_JOB_FILE and FOUNDRY_PROMPT_FILE set.
+    command: list[str] | str | None = None
+    host: str = "127.0.0.1"
+    port: int = Field(8100, gt=0, lt=65536)
+    max_jobs: int = Field(2, gt=0)
+    timeout_s: float = Field(3600, gt=0)
+    author_name: str = Field("Foundry", min_length=1)
+    author_email: str = Field("foundry@users.noreply.github.com", min_length=3)
+
+
 class LinearConfig(_Section):
     # Runs opened by label or `/foundry start` get an agent session too (created on the issue),
     # so every run is visible in Linear's agent panel; needs the app's credentials.
@@ -188,6 +232,8 @@ class Settings(BaseSettings):
     linear_access_token: SecretStr | None = None
     # The key for what Foundry encrypts or signs (stored provider tokens).
     secret_key: SecretStr | None = None
+    # `foundry runner`: its agent's token (verifies jobs, authenticates reports).
+    agent_token: SecretStr | None = None
     linear_api_url: str = "https://api.linear.app/graphql"
     linear_oauth_token_url: str = "https://api.linear.app/oauth/token"
     # Where `/oauth/linear/install` sends the person installing the app (Linear's consent page).
@@ -213,6 +259,8 @@ class Settings(BaseSettings):
     github: GitHubConfig = GitHubConfig()
     web: WebConfig = WebConfig()
     linear: LinearConfig = LinearConfig()
+    repositories: list[RepositoryConfig] = []
+    runner: RunnerConfig = RunnerConfig()
 
     @field_validator("database_url")
     @classmethod
@@ -262,13 +310,33 @@ class Settings(BaseSettings):
         return tuple(a.approver() for a in self.approvals.approvers)
 
     def policy_rules(self) -> policy_gate.Policy:
-        sensitive = {
-            name: policy_gate.SensitiveArea(tuple(area.globs), area.role)
-            for name, area in self.policy.sensitive_globs.items()
-        }
-        return policy_gate.Policy(
-            tuple(self.policy.forbidden_globs), sensitive, self.policy.max_files_changed
+        return self.policy.rules()
+
+    def routing(self) -> routing_rules.Repositories:
+        """`[[repositories]]` as routing rules (none configured: routing is off)."""
+        return routing_rules.Repositories(
+            tuple(
+                routing_rules.Repository(
+                    repo.name,
+                    repo.base,
+                    repo.agent,
+                    repo.clone(),
+                    routing_rules.folded(repo.teams),
+                    routing_rules.folded(repo.labels),
+                    routing_rules.folded(repo.projects),
+                    repo.policy.rules() if repo.policy is not None else None,
+                )
+                for repo in self.repositories
+            )
         )
+
+    @model_validator(mode="after")
+    def _repositories_unique(self) -> Settings:
+        names = [repo.name.casefold() for repo in self.repositories]
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            raise ValueError(f"[[repositories]] names {', '.join(repeated)} more than once")
+        return self
 
 
 def config_path(environ: Mapping[str, str]) -> Path | None:
@@ -329,4 +397,6 @@ _SECTIONS = {
     "github",
     "web",
     "linear",
+    "repositories",
+    "runner",
 }

@@ -114,6 +114,7 @@ def worker_loops(settings: Settings, db: Database, owner: str) -> list[runner.Lo
         owner=owner,
         lease=lease,
         clock=utcnow,
+        repositories=settings.routing(),
     )
     outbox = sender.Sender(
         db,
@@ -216,6 +217,7 @@ def _intake(settings: Settings, db: Database) -> intake.Intake:
         max_runs_per_day=settings.runs.max_per_issue_per_day,
         public_url=settings.public_url,
         sessions_for_all_runs=settings.linear.sessions_for_all_runs,
+        repositories=settings.routing(),
     )
 
 
@@ -226,7 +228,7 @@ def github_reader(settings: Settings) -> GitHubClient | None:
 
 
 def jobs(settings: Settings) -> Jobs:
-    return Jobs(settings.policy_rules(), settings.public_url)
+    return Jobs(settings.policy_rules(), settings.public_url, settings.routing())
 
 
 def github_client(settings: Settings) -> GitHubActionsClient | None:

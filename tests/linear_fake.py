@@ -372,7 +372,7 @@ def _issue_view(issue: dict[str, Any], fake: FakeLinear) -> dict[str, Any]:
         **issue,
         "labels": lambda info, **_: {"nodes": issue["labels"]},
         "comments": comments,
-        "team": {"id": "team-eng", "key": "ENG", "states": states},
+        "team": {"id": "team-eng", "key": issue.get("team_key", "ENG"), "states": states},
         "agentSessions": sessions,
     }
 

@@ -15,7 +15,7 @@ import httpx
 from foundry.clients import errors as outbound
 from foundry.clients import http
 from foundry.clients.errors import OutboundError
-from foundry.domain import events
+from foundry.domain import events, routing
 
 SERVICE = "linear"
 
@@ -108,6 +108,13 @@ mutation MoveIssue($id: String!, $stateId: String!) {
 }
 """.strip()
 
+# What routes an issue to a repository: its team, labels and project.
+ISSUE_FACTS = """
+query IssueFacts($id: String!) {
+  issue(id: $id) { id team { key } labels(first: 100) { nodes { name } } project { name } }
+}
+""".strip()
+
 # Who Foundry is in Linear: its app user, whose own events it ignores.
 VIEWER = "query Viewer { viewer { id } }"
 
@@ -125,6 +132,7 @@ DOCUMENTS = (
     ISSUE_WORKFLOW,
     MOVE_ISSUE,
     VIEWER,
+    ISSUE_FACTS,
 )
 # States a delegated issue is left in: already being worked on, or closed one way or another.
 _UNMOVED_STATES = frozenset({"started", "completed", "canceled"})
@@ -301,6 +309,15 @@ class LinearClient:
         self._check(response, errors)
         _check_success(response, "issueUpdate")
         return state_id
+
+    def issue_facts(self, issue_id: str) -> routing.IssueFacts:
+        """The issue's team key, label names and project name (what routing reads)."""
+        issue = self._query(ISSUE_FACTS, {"id": issue_id}).get("issue")
+        if not isinstance(issue, dict):
+            raise OutboundError(SERVICE, f"issue {issue_id} was not found", retryable=False)
+        labels = tuple(str(node["name"]) for node in _nodes(issue.get("labels")) if node.get("name"))
+        team = _text(_object(issue.get("team")).get("key"))
+        return routing.IssueFacts(team, labels, _text(_object(issue.get("project")).get("name")))
 
     def viewer_id(self) -> str:
         """The id of the Linear user these credentials act as (the app user, for an app token)."""

@@ -86,6 +86,8 @@ _SERVER_DEFAULTED = {
     "agent_seen_at",
     "silent_flagged_at",
     "github_synced_at",
+    "repository",
+    "awaiting",
 }
 _INSERT_RUN = {
     "postgresql": _insert_unless_active(postgresql.insert),
@@ -190,6 +192,22 @@ async def adopt_session(
     event = NewEvent("session_opened", at, "foundry", {"agent_session_id": session_id})
     await _insert_event(tx, run_id, int(row["event_seq"]), event)
     return row
+
+
+async def choose_repository(tx: Tx, run_id: str, repository: str, event: NewEvent) -> bool:
+    """Set the repository of a run not yet planned (or waiting to be told which), and let the
+    planner take it again; compare-and-set on those statuses."""
+    stmt = (
+        sa.update(R)
+        .where(R.c.id == run_id, R.c.status.in_(["intake", "planning"]))
+        .values(repository=repository, awaiting=None, event_seq=R.c.event_seq + 1, updated_at=event.at)
+        .returning(R.c.event_seq)
+    )
+    seq = await txm.scalar(tx, stmt)
+    if seq is None:
+        return False
+    await _insert_event(tx, run_id, int(seq), event)
+    return True
 
 
 async def had_session(tx: Tx, linear_issue_id: str, session_id: str) -> bool:
@@ -321,13 +339,17 @@ async def by_pull_request(tx: Tx, repository: str, number: int) -> Row | None:
     return await txm.first(tx, stmt.order_by(R.c.created_at.desc()).limit(1).with_for_update())
 
 
-async def awaiting_pr(tx: Tx, identifiers: Sequence[str]) -> Row | None:
-    """The run of one of these issues still waiting for its PR (dispatched, none yet)."""
+async def awaiting_pr(tx: Tx, identifiers: Sequence[str], *, repository: str | None = None) -> Row | None:
+    """The run of one of these issues still waiting for its PR (dispatched, none yet) — in
+    `repository`, when the run has one."""
     if not identifiers:
         return None
     stmt = sa.select(R).where(
         R.c.linear_identifier.in_(list(identifiers)), R.c.status == "agent_running", R.c.pr_number.is_(None)
     )
+    if repository is not None:
+        same = sa.func.lower(R.c.repository) == repository.lower()
+        stmt = stmt.where(sa.or_(R.c.repository.is_(None), same))
     return await txm.first(tx, stmt.order_by(R.c.created_at).limit(1).with_for_update())
 
 

@@ -73,6 +73,10 @@ runs = sa.Table(
     # When the GitHub reconciler last read this run's PR: claimed by compare-and-set, so many
     # workers read each run at most once per `reconcile.github_interval_s`.
     sa.Column("github_synced_at", UtcDateTime),
+    # The repository (`owner/name`) the run works in, decided once at planning.
+    sa.Column("repository", sa.String(255)),
+    # What the run waits for from a person before it can go on ("repository": which one).
+    sa.Column("awaiting", sa.String(32)),
     # The last timeline sequence number; bumped by the same UPDATE that changes the run.
     sa.Column("event_seq", sa.Integer, nullable=False, server_default="0"),
     sa.Column("created_at", UtcDateTime, nullable=False),
@@ -87,6 +91,7 @@ runs = sa.Table(
     sa.Index("ix_runs_issue_created", "linear_issue_id", "created_at"),
     sa.Index("ix_runs_status", "status"),
     sa.Index("ix_runs_pr", "pr_repository", "pr_number"),
+    sa.Index("ix_runs_repository_created", "repository", "created_at"),
 )
 
 deliveries = sa.Table(

@@ -31,6 +31,7 @@ _BY_STEP: dict[str, Kind] = {
     "plan_comment": Kind(ELICITATION),
     "clarification": Kind(ELICITATION),
     "needs_person": Kind(ELICITATION),
+    "repository_question": Kind(ELICITATION),
     "decision_approved": Kind(ACTION, "Approved"),
     "dispatched": Kind(ACTION, "Dispatched to the coding agent"),
     "pr_opened": Kind(ACTION, "Opened pull request"),

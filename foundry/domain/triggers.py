@@ -75,6 +75,16 @@ class StopSession:
 
 
 @dataclass(frozen=True)
+class ChooseRepository:
+    """`/foundry repo owner/name`: a person answers which repository the run works in."""
+
+    issue_id: str
+    repository: str
+    actor: Actor
+    agent_session_id: str | None = None
+
+
+@dataclass(frozen=True)
 class Ignore:
     reason: str
 
@@ -145,9 +155,22 @@ def _on_comment(event: events.CommentEvent) -> Intent:
     verb, rest = match.group(1).lower(), match.group(2).strip()
     if verb == "start":
         return OpenRun(event.issue, "comment", event.actor)
+    if verb == "repo":
+        return _choose(event.issue.id, rest, event.actor)
     if verb in Decision.__members__.values():
         return Decide(event.issue.id, Decision(verb), event.actor, note=rest)
     return Ignore(f"unknown command /foundry {verb}")
+
+
+_REPOSITORY = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
+_PROMPT_REPOSITORY = re.compile(r"^\s*(?:/foundry\s+)?repo\s+(\S+)\s*$", re.IGNORECASE)
+
+
+def _choose(issue_id: str, named: str, actor: Actor, session_id: str | None = None) -> Intent:
+    name = named.split()[0] if named.split() else ""
+    if not _REPOSITORY.match(name) or len(name) > 255:
+        return Ignore("/foundry repo needs a repository as owner/name")
+    return ChooseRepository(issue_id, name, actor, session_id)
 
 
 # A prompt that is only a decision ("approve", "/foundry reject", "Approve.") decides like a comment.
@@ -163,6 +186,9 @@ def _on_agent_session(event: events.AgentSessionEvent) -> Intent:
         return StopSession(event.issue.id, event.actor, event.session_id)
     if not event.prompt:
         return Ignore("agent session prompt is empty")
+    chosen = _PROMPT_REPOSITORY.match(event.prompt)
+    if chosen is not None:
+        return _choose(event.issue.id, chosen.group(1), event.actor, event.session_id)
     decision = _PROMPT_DECISION.match(event.prompt)
     if decision is not None:
         verdict = Decision(decision.group(1).lower())
@@ -180,4 +206,4 @@ class SlackDecide:
     slack_user_name: str | None = None
 
 
-Intent = OpenRun | StopRun | StopSession | Decide | SlackDecide | AddPrompt | Ignore
+Intent = OpenRun | StopRun | StopSession | Decide | SlackDecide | AddPrompt | ChooseRepository | Ignore

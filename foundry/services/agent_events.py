@@ -81,7 +81,8 @@ class AgentEvents:
             event=runs.NewEvent(
                 "pr_opened", now, run["agent_name"], {"pr_number": event.pr_number, "pr_url": event.pr_url}
             ),
-            values={"pr_number": event.pr_number, "pr_url": event.pr_url},
+            # In the run's repository, when routed: the PR's webhooks then find this run by it.
+            values={"pr_number": event.pr_number, "pr_url": event.pr_url, "pr_repository": run["repository"]},
         )
         if moved:
             body = f"**Pull request opened**: {event.pr_url}"

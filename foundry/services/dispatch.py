@@ -61,7 +61,9 @@ class Dispatch:
         )
 
     async def _dispatch(self, tx: Tx, lease: leases.Lease, run: Row) -> str:
-        agent = await (agents.by_name(tx, self._agent) if self._agent else agents.first(tx))
+        repository = self._jobs.repository(run)
+        wanted = (repository.agent if repository is not None else None) or self._agent
+        agent = await (agents.by_name(tx, wanted) if wanted else agents.first(tx))
         if agent is None:
             # Nobody to send it to: keep the lease, so we look again when it lapses, not in a loop.
             return "no agent registered"

@@ -83,9 +83,18 @@ def approval_message_key(run_id: str) -> str:
 
 
 def plan_ready(
-    run: Mapping[str, Any], plan: Plan, roles: tuple[str, ...], channel: str | None
+    run: Mapping[str, Any],
+    plan: Plan,
+    roles: tuple[str, ...],
+    channel: str | None,
+    *,
+    repository: str | None = None,
 ) -> list[Effect]:
-    posted = [linear_comment(run, "plan_comment", templates.plan_comment(plan, roles))]
+    """The plan on the issue (with where it will be done, when routed) and the approval request."""
+    body = templates.plan_comment(plan, roles)
+    if repository is not None:
+        body += f"\n\n**Repository**: {repository}"
+    posted = [linear_comment(run, "plan_comment", body)]
     if channel:
         text, blocks = messages.approval_request(
             run["id"], run["linear_identifier"], run["title"], plan.summary, roles

@@ -10,7 +10,7 @@ from foundry.db import deliveries, outbox, runs
 from foundry.db import intake as intake_store
 from foundry.db.database import Database
 from foundry.db.tx import Tx
-from foundry.domain import approvals, triggers
+from foundry.domain import approvals, routing, triggers
 from foundry.domain.statuses import RunStatus
 from foundry.services import decisions, effects
 from foundry.services.delivery import Delivery, Step, ignore, process, process_sync, recorded
@@ -31,12 +31,14 @@ class Intake:
         max_runs_per_day: int,
         public_url: str = "http://127.0.0.1:8000",
         sessions_for_all_runs: bool = False,
+        repositories: routing.Repositories | None = None,
     ) -> None:
         self._db = db
         self._approvers = approvers
         self._max_runs_per_day = max_runs_per_day
         self._public_url = public_url.rstrip("/")
         self._sessions_for_all_runs = sessions_for_all_runs
+        self._repositories = repositories or routing.Repositories()
 
     async def handle(self, delivery: Delivery, intent: triggers.Intent) -> IntakeResult:
         return await process(self._db, delivery, self._step_for(intent))
@@ -55,6 +57,8 @@ class Intake:
             return lambda tx, d: _add_prompt(tx, d, intent)
         if isinstance(intent, triggers.StopSession):
             return lambda tx, d: _stop_session(tx, d, intent)
+        if isinstance(intent, triggers.ChooseRepository):
+            return lambda tx, d: self._choose_repository(tx, d, intent)
         return ignore(intent.reason)
 
     def page_url(self, run_id: str) -> str:
@@ -91,6 +95,29 @@ class Intake:
             await runs.adopt_session(tx, opening.run_id, session_id, now, replace=True)
         for effect in effects.session_opened({**run, "agent_session_id": session_id}, page, start_issue=True):
             await outbox.enqueue(tx, effect, now=now)
+
+    async def _choose_repository(
+        self, tx: Tx, d: deliveries.NewDelivery, intent: triggers.ChooseRepository
+    ) -> IntakeResult:
+        """`/foundry repo owner/name`: the run waiting to be told where to work is planned there."""
+        run_id = await runs.active_id(tx, intent.issue_id)
+        if run_id is None:
+            return await recorded(tx, d, IntakeResult("ignored", reason="no active run to route"))
+        repository = self._repositories.named(intent.repository)
+        if repository is None:
+            known = ", ".join(repo.name for repo in self._repositories.all) or "none are configured"
+            why = f"{intent.repository} is not a configured repository ({known})"
+        else:
+            actor = intent.actor.describe()
+            said = {"repository": repository.name, "reason": f"chosen by {actor} → {repository.name}"}
+            event = runs.NewEvent("routed", d.received_at, actor, said, d.id)
+            if await runs.choose_repository(tx, run_id, repository.name, event):
+                return await recorded(tx, d, IntakeResult("updated", run_id))
+            why = "the run's repository was decided when it was planned"
+        if intent.agent_session_id:
+            note = f"Not changed: {why}."
+            await _answer_prompt(tx, run_id, intent.agent_session_id, d.id, note, d.received_at)
+        return await recorded(tx, d, IntakeResult("ignored", run_id, reason=why))
 
     async def _decide(
         self, tx: Tx, d: deliveries.NewDelivery, intent: triggers.Decide | triggers.SlackDecide

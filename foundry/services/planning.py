@@ -22,7 +22,7 @@ from foundry.db import leases, outbox, runs, schema
 from foundry.db.database import Database
 from foundry.db.outbox import Effect
 from foundry.db.tx import Tx
-from foundry.domain import policy, readiness, templates
+from foundry.domain import policy, readiness, routing, templates
 from foundry.domain.plans import IssueForPlanning, Plan
 from foundry.domain.statuses import RunStatus
 from foundry.errors import StorageError
@@ -39,6 +39,8 @@ class Outcome:
     data: dict[str, Any]
     effects: list[Effect]
     values: dict[str, Any]
+    # The repository decided now, and why ("team ENG → acme/app"): on the timeline as `routed`.
+    routed: routing.Routed | None = None
 
 
 class Planning:
@@ -53,9 +55,11 @@ class Planning:
         owner: str,
         lease: timedelta,
         clock: Clock,
+        repositories: routing.Repositories | None = None,
     ) -> None:
         self._db = db
         self._rules = rules
+        self._repositories = repositories or routing.Repositories()
         self._model = model
         self._linear = linear
         self._channel = slack_channel
@@ -85,7 +89,11 @@ class Planning:
 
     async def _claim(self, tx: Tx) -> tuple[leases.Lease, Mapping[str, Any]] | None:
         now = self._clock()
-        ready = [schema.runs.c.status.in_([RunStatus.INTAKE, RunStatus.PLANNING])]
+        # A run waiting for a person (which repository?) is not planned until they answer.
+        ready = [
+            schema.runs.c.status.in_([RunStatus.INTAKE, RunStatus.PLANNING]),
+            schema.runs.c.awaiting.is_(None),
+        ]
         claimed = await leases.claim(
             tx,
             schema.runs,
@@ -119,26 +127,56 @@ class Planning:
                 [comment],
                 {"description": description},
             )
+        routed = self._route(run)
+        if routed is not None and routed.repository is None:
+            return _ask_for_repository(run, routed, description)
+        repository = routed.repository if routed is not None else None
         issue = IssueForPlanning(run["linear_identifier"], run["title"], description, criteria)
         plan = self._plan(issue)
-        verdict = policy.gate(plan.paths, self._rules)
+        rules = repository.policy if repository is not None and repository.policy is not None else self._rules
+        verdict = policy.gate(plan.paths, rules)
         values = {
             "plan": plan.as_dict(),
             "required_roles": list(verdict.required_roles),
             "description": description,
+            "repository": repository.name if repository is not None else None,
         }
         if verdict.blocked:
             comment = effects.linear_comment(run, "blocked", templates.blocked_comment(verdict.forbidden))
-            return Outcome(
-                RunStatus.BLOCKED, "blocked", {"forbidden": list(verdict.forbidden)}, [comment], values
-            )
-        posted = effects.plan_ready(run, plan, verdict.required_roles, self._channel)
+            forbidden = {"forbidden": list(verdict.forbidden)}
+            return Outcome(RunStatus.BLOCKED, "blocked", forbidden, [comment], values, routed)
+        where = routed.reason if routed is not None else None
+        posted = effects.plan_ready(run, plan, verdict.required_roles, self._channel, repository=where)
         data = {
             "backend": plan.backend,
             "required_roles": list(verdict.required_roles),
             "notes": list(plan.notes),
         }
-        return Outcome(RunStatus.AWAITING_APPROVAL, "planned", data, posted, values)
+        return Outcome(RunStatus.AWAITING_APPROVAL, "planned", data, posted, values, routed)
+
+    def _route(self, run: Mapping[str, Any]) -> routing.Routed | None:
+        """Where the run works: None with routing off; a repository and why; or (no repository)
+        the question for a person. A repository already chosen is kept."""
+        if not self._repositories.enabled:
+            return None
+        chosen = self._repositories.named(run["repository"])
+        if chosen is not None:
+            return routing.Routed(chosen, f"chosen → {chosen.name}")
+        return self._repositories.route(self._facts(run))
+
+    def _facts(self, run: Mapping[str, Any]) -> routing.IssueFacts:
+        """The issue's team, labels and project, from Linear when it can be asked (a retryable
+        failure propagates: planned again later); else the team its identifier names."""
+        fallback = routing.IssueFacts(routing.team_of(run["linear_identifier"]))
+        if self._linear is None:
+            return fallback
+        try:
+            return self._linear.issue_facts(run["linear_issue_id"])
+        except OutboundError as exc:
+            if exc.retryable:
+                raise
+            log.warning("issue.facts_unreadable", run_id=run["id"], error=str(exc))
+            return fallback
 
     def _description(self, run: Mapping[str, Any]) -> str:
         """The issue's text. A run opened by a comment has none yet: ask Linear, when we can.
@@ -169,21 +207,40 @@ class Planning:
     async def _finish(self, tx: Tx, lease: leases.Lease, run: Mapping[str, Any], outcome: Outcome) -> bool:
         now = self._clock()
         event = runs.NewEvent(outcome.kind, now, "foundry", outcome.data)
-        moved = await runs.transition(
-            tx,
-            run["id"],
-            expected=RunStatus.PLANNING,
-            new=outcome.status,
-            event=event,
-            lease=lease,
-            values=outcome.values,
-        )
+        if outcome.status == RunStatus.PLANNING:  # waiting for a person: no transition
+            moved = await runs.fenced_update(tx, run["id"], lease, outcome.values, event)
+        else:
+            moved = await runs.transition(
+                tx,
+                run["id"],
+                expected=RunStatus.PLANNING,
+                new=outcome.status,
+                event=event,
+                lease=lease,
+                values=outcome.values,
+            )
         if not moved:
             return False  # the lease was lost: whoever holds it now does the work, once
+        if outcome.routed is not None and outcome.routed.repository is not None:
+            said = {"repository": outcome.routed.repository.name, "reason": outcome.routed.reason}
+            await runs.append_event(tx, run["id"], runs.NewEvent("routed", now, "foundry", said))
         for effect in outcome.effects:
             await outbox.enqueue(tx, effect, now=now)
         await leases.release(tx, schema.runs, lease, now=now)
         return True
+
+
+def _ask_for_repository(run: Mapping[str, Any], routed: routing.Routed, description: str) -> Outcome:
+    """No repository, or several: the run waits in planning for `/foundry repo owner/name`."""
+    candidates = ", ".join(f"`{name}`" for name in routed.candidates) or "none configured"
+    body = (
+        f"**Which repository should Foundry work in?** It did not guess: {routed.reason}. "
+        f"Candidates: {candidates}. Answer with a comment `/foundry repo owner/name`."
+    )
+    comment = effects.linear_comment(run, "repository_question", body)
+    data = {"reason": routed.reason, "candidates": list(routed.candidates)}
+    values = {"awaiting": "repository", "description": description}
+    return Outcome(RunStatus.PLANNING, "repository_needed", data, [comment], values)
 
 
 class Heartbeat:

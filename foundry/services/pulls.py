@@ -208,6 +208,8 @@ async def _owner(tx: Tx, pr: pulls.PullRequest) -> tuple[Row | None, str]:
     run = await runs.by_pull_request(tx, pr.repository, pr.number) or await _linked(tx, pr)
     if run is None:
         return None, "no run is waiting for this pull request"
+    if run["repository"] is not None and run["repository"].casefold() != pr.repository.casefold():
+        return None, f"the pull request is in {pr.repository}; run {run['id']} works in {run['repository']}"
     # An agent's `pr_opened` records the number but not the repository: that is no other PR.
     if run["pr_number"] not in (None, pr.number) or run["pr_repository"] not in (None, pr.repository):
         return None, f"run {run['id']} already has PR #{run['pr_number']}"
@@ -226,7 +228,7 @@ async def _linked(tx: Tx, pr: pulls.PullRequest) -> Row | None:
         run = await runs.lock(tx, link.run_id)
         if run is not None:
             return run
-    return await runs.awaiting_pr(tx, link.identifiers)
+    return await runs.awaiting_pr(tx, link.identifiers, repository=pr.repository)
 
 
 async def _enqueue(tx: Tx, now: datetime, *effects_: outbox.Effect) -> None:

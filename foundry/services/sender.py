@@ -284,10 +284,15 @@ class Sender:
             "callback_url": body["callback_url"],
             "job": json.dumps(body),
         }
+        # The workflow runs in the run's repository at its base branch, unless the agent names
+        # one fixed repository (and ref) for every run.
+        repository = config.get("repository") or body.get("repository")
+        if not repository:
+            raise ValueError(f"agent {agent['name']} names no repository and the run has none")
         self._client("github").dispatch_workflow(
-            repository=config["repository"],
+            repository=repository,
             workflow=config["workflow"],
-            ref=config.get("ref", "main"),
+            ref=config.get("ref") or body.get("base_branch") or "main",
             inputs=inputs,
         )
         return {"idempotency_key": key, "workflow": config["workflow"]}

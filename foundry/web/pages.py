@@ -123,6 +123,7 @@ def _run_facts(run: dict[str, Any]) -> list[tuple[str, Any]]:
         ("Run", run["id"]),
         ("Status", m.status(run["status"])),
         ("Trigger", run["trigger"]),
+        ("Repository", _repository(run)),
         ("Attempt", run["attempt"]),
         ("Agent", run["agent_name"] or "—"),
         ("Pull request", _pull_request(run) or "—"),
@@ -130,6 +131,12 @@ def _run_facts(run: dict[str, Any]) -> list[tuple[str, Any]]:
         ("Created", m.when(run["created_at"]) + " UTC"),
         ("Updated", m.when(run["updated_at"]) + " UTC"),
     ]
+
+
+def _repository(run: dict[str, Any]) -> str:
+    if run.get("repository"):
+        return str(run["repository"])
+    return "waiting for /foundry repo owner/name" if run.get("awaiting") == "repository" else "—"
 
 
 def _pull_request(run: dict[str, Any]) -> m.Safe:

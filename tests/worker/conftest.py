@@ -13,6 +13,7 @@ from foundry.clients.models import Planner
 from foundry.db import database, runs
 from foundry.domain import policy
 from foundry.services import planning
+from foundry.services.sender import Sender
 
 CRITERIA = "Filters vanish.\n\n## Acceptance criteria\n- Filters persist\n- Filters can be renamed\n"
 
@@ -28,6 +29,28 @@ class Clock:
 
     def advance(self, seconds: float) -> None:
         self.now += timedelta(seconds=seconds)
+
+
+class Now(Clock):
+    """The wall clock (the web app stamps deliveries with it), which a test may move ahead."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.offset = timedelta()
+
+    def __call__(self) -> datetime:
+        return datetime.now(UTC) + self.offset
+
+    def advance(self, seconds: float) -> None:
+        self.offset += timedelta(seconds=seconds)
+
+
+def drain(send: Sender) -> int:
+    """Send until nothing is due; how many were sent (bounded: a loop that never ends fails)."""
+    for sent in range(50):
+        if send.send_once() == 0:
+            return sent
+    raise AssertionError("the outbox never emptied")
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ current, Stop honoured — with a fake Linear that holds every call to Linear's 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -24,26 +24,12 @@ from tests import agentkit
 from tests.conftest import LINEAR_SECRET
 from tests.factories import GITHUB_SECRET, github_request, linear_body, linear_request, post_linear
 from tests.linear_fake import FakeLinear
-from tests.worker.conftest import Clock
+from tests.worker.conftest import Clock, Now, drain
 
 LINEAR = "https://linear.test/graphql"
 ISSUE = "5b0c1f9e-2f5d-4c3e-9a4f-0e6c2d1b7a42"
 SESSION = "b7c8d9e0-f1a2-4b3c-8d4e-5f6a7b8c9d0e"
 PUBLIC = "https://foundry.example.com"
-
-
-class Now(Clock):
-    """The wall clock (the web app stamps deliveries with it), which a test may move ahead."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.offset = timedelta()
-
-    def __call__(self) -> datetime:
-        return datetime.now(UTC) + self.offset
-
-    def advance(self, seconds: float) -> None:
-        self.offset += timedelta(seconds=seconds)
 
 
 @pytest.fixture
@@ -86,14 +72,6 @@ def sender(db: database.Database, clock: Clock, *, app: bool = True) -> Sender:
         max_attempts=5,
         clock=clock,
     )
-
-
-def drain(send: Sender) -> int:
-    """Send until nothing is due; how many were sent (bounded: a loop that never ends fails)."""
-    for sent in range(50):
-        if send.send_once() == 0:
-            return sent
-    raise AssertionError("the outbox never emptied")
 
 
 def kinds(fake: FakeLinear, session: str = SESSION) -> list[str]:
