@@ -5,17 +5,20 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import signal
+import socket
 import sys
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from foundry import logs, wiring
 from foundry import settings as settings_module
 from foundry.db import migrate
 from foundry.domain.triggers import Decision
-from foundry.errors import FoundryError, NotFound
+from foundry.errors import ConfigError, FoundryError, NotFound
 from foundry.inbound import agents as agent_bodies
 from foundry.services import deliveries as delivery_reads
 from foundry.services import startup_checks
@@ -81,6 +84,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     _agents_commands(commands)
     _deliveries_commands(commands)
+    _runner_commands(commands)
     return parser
 
 
@@ -199,12 +203,13 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _worker(settings: Settings, args: argparse.Namespace) -> int:
-    _require_head(settings)
-    container = wiring.build(settings)
     stop = threading.Event()
-    # SIGTERM (a deploy, a scale-down) lets the unit of work in hand finish, then exits.
+    # SIGTERM (a deploy, a scale-down) lets the unit of work in hand finish, then exits — also
+    # one that arrives while the worker is still starting.
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
+    _require_head(settings)
+    container = wiring.build(settings)
     owner = wiring.worker_id()
     print(f"foundry worker {owner} started", flush=True)
     _print_warnings(settings)
@@ -371,6 +376,124 @@ def _deliveries_list(settings: Settings, args: argparse.Namespace) -> int:
         for d in found["deliveries"]
     ]
     print(_table(["RECEIVED", "SOURCE", "EVENT", "VERDICT", "RUN", "KEY"], rows))
+    return 0
+
+
+def _runner_commands(commands: Any) -> None:
+    serve = commands.add_parser(
+        "runner",
+        help="the reference coding agent: signed jobs in at POST /jobs, one pull request per run out",
+        description="Serves jobs at POST /jobs until SIGTERM: each job's command runs in a git worktree of"
+        " the run's branch, what it changed is committed and pushed, and one PR is opened per run."
+        " --command is one string split into arguments like a shell would (shlex), but never run by one."
+        " The token comes from FOUNDRY_AGENT_TOKEN, GitHub's from FOUNDRY_GITHUB_TOKEN.",
+    )
+    serve.add_argument("--agent", help="this agent's name in Foundry (runner.agent)")
+    _runner_flags(serve, default=None)
+    serve.add_argument("--host", help="where to listen (runner.host, default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="runner.port, default 8100")
+    serve.add_argument(
+        "--max-jobs", type=int, help="jobs done at once; more wait in the queue (runner.max_jobs)"
+    )
+    serve.set_defaults(handler=_runner_serve)
+    once = serve.add_subparsers(dest="runner_command").add_parser(
+        "once", help="do one job from a file, report it, exit 0 once its PR is open (for CI runners)"
+    )
+    once.add_argument("--job-file", required=True, type=Path, help="the job's JSON, as Foundry sends it")
+    _runner_flags(once, default=argparse.SUPPRESS)
+    once.set_defaults(handler=_runner_once)
+
+
+def _runner_flags(parser: argparse.ArgumentParser, *, default: Any) -> None:
+    parser.add_argument(
+        "--workdir", default=default, help="clones, worktrees and the job store (runner.workdir)"
+    )
+    parser.add_argument(
+        "--command",
+        dest="cmd",
+        default=default,
+        help="the coding command, split with shlex and never run by a shell; an argument that is exactly"
+        " {prompt_file}, {job_file} or {cost_file} becomes that file's path (runner.command)",
+    )
+    parser.add_argument("--timeout-s", type=float, default=default, help="kill a command running longer")
+
+
+def _runner_serve(settings: Settings, args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from foundry.runner import options
+    from foundry.runner import wiring as runner_wiring
+
+    chosen = options.resolve(
+        settings,
+        agent=args.agent,
+        workdir=args.workdir,
+        command=args.cmd,
+        host=args.host,
+        port=args.port,
+        max_jobs=args.max_jobs,
+        timeout_s=args.timeout_s,
+    )
+    parts = runner_wiring.build(chosen)
+    logs.use_secrets(wiring.secret_values(settings))
+    try:
+        listening = socket.create_server((chosen.host, chosen.port))
+    except OSError as exc:
+        parts.close()
+        where = f"{chosen.host}:{chosen.port}"
+        print(f"foundry: the runner cannot listen on {where}: {exc.strerror}", file=sys.stderr)
+        return 3
+    parts.start()
+    print(
+        f"foundry runner {chosen.agent} listening on http://{chosen.host}:{chosen.port}/jobs"
+        f"  (workdir {chosen.workdir}, {chosen.max_jobs} at once)",
+        flush=True,
+    )
+    print(f"  command: {shlex.join(chosen.command)}  (run without a shell)", flush=True)
+    config = uvicorn.Config(parts.app(), log_level="warning", access_log=False)
+    # uvicorn stops serving on SIGTERM or SIGINT, then raises the signal again for the handler it
+    # found: this one lets the process go on to stop the pool (running jobs are requeued).
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: None)
+    try:
+        uvicorn.Server(config).run(sockets=[listening])
+    finally:
+        parts.stop()
+        listening.close()
+    return 0
+
+
+def _runner_once(settings: Settings, args: argparse.Namespace) -> int:
+    from foundry.runner import options
+    from foundry.runner import wiring as runner_wiring
+
+    chosen = options.resolve(settings, workdir=args.workdir, command=args.cmd, timeout_s=args.timeout_s)
+    try:
+        raw = args.job_file.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read the job file {args.job_file}: {exc.strerror}") from exc
+    parts = runner_wiring.build(chosen)
+    logs.use_secrets(wiring.secret_values(settings))
+    # A cancelled CI job sends SIGTERM: the command is stopped and the job kept to be done again.
+    signal.signal(signal.SIGTERM, lambda *_: parts.pool.interrupt())
+    try:
+        outcome, undelivered = parts.once(raw)
+    finally:
+        parts.close()
+    return _once_result(outcome.state, outcome.detail, undelivered)
+
+
+def _once_result(state: str, detail: dict[str, Any], undelivered: int) -> int:
+    if state == "queued":
+        print("foundry: the job was interrupted; run it again to finish it", file=sys.stderr)
+        return 3
+    if state != "done":
+        print(f"foundry: the job {state}: {detail.get('reason', 'no reason recorded')}", file=sys.stderr)
+        return 1
+    print(f"pull request #{detail['pr_number']}: {detail['pr_url']}")
+    if undelivered:
+        print(f"foundry: {undelivered} report(s) could not be delivered to Foundry", file=sys.stderr)
+        return 3
     return 0
 
 

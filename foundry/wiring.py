@@ -148,7 +148,7 @@ def worker_loops(settings: Settings, db: Database, owner: str) -> list[runner.Lo
         planner.plan_once,
         dispatcher.dispatch_once,
         checks.check_once,
-        outbox.send_once,
+        outbox.send_some,
         *reconcilers(settings, db, linear, reader),
         Retention(db, clock=utcnow).prune_once,
         silence.Silence(db, silence_s=settings.runs.agent_silence_s, clock=utcnow).flag_silent_once,

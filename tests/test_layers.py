@@ -9,7 +9,8 @@ import pytest
 
 PACKAGE = Path(__file__).parents[1] / "foundry"
 OWNERS = {
-    "starlette": {"web"},
+    # `foundry runner` is a small server of its own (`runner/server.py`), apart from Foundry's app.
+    "starlette": {"web", "runner"},
     "sqlalchemy": {"db"},
     "psycopg": {"db"},
     "psycopg_pool": {"db"},
@@ -24,6 +25,8 @@ ALLOWED = {
     "db": {"db", "domain", "errors"},
     "services": {"services", "db", "clients", "domain", "errors", "logs"},
     "web": {"web", "services", "inbound", "domain", "errors", "logs", "wiring", "settings"},
+    # The runner is the agent's side: it talks to Foundry over HTTP, never through its database.
+    "runner": {"runner", "clients", "inbound", "domain", "errors", "logs", "settings"},
 }
 
 

@@ -1,8 +1,10 @@
 """GitHub's REST API: a pull request's changed files, state and head checks, the PR on a branch,
-and a webhook's recent deliveries (and asking for one again)."""
+opening a PR (for the runner, which finds before it creates), and a webhook's recent deliveries
+(and asking for one again)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -10,7 +12,7 @@ from typing import Any
 
 import httpx
 
-from foundry.clients import http
+from foundry.clients import errors, http
 from foundry.clients.errors import OutboundError
 from foundry.domain import pulls
 
@@ -21,6 +23,7 @@ MAX_PAGES = 30
 FAILED = frozenset({"failure", "timed_out", "action_required", "startup_failure", "cancelled"})
 # A check's summary can be long markdown; the agent needs the gist, and the job stays small.
 SUMMARY_LIMIT = 2000
+_SEGMENT = re.compile(r"[A-Za-z0-9_.-]+")
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,7 @@ class GitHubClient:
             "User-Agent": "foundry",
         }
         self._client = httpx.Client(base_url=base_url, headers=headers, timeout=timeout_s)
+        self._secret = token
 
     def close(self) -> None:
         self._client.close()
@@ -114,6 +118,34 @@ class GitHubClient:
             return None
         return max(found, key=lambda seen: (seen.open, seen.pr.number))
 
+    def open_pull_request(self, repository: str, branch: str) -> pulls.Observed | None:
+        """The open PR whose head is `branch` in `repository` (the lowest number if, against
+        GitHub's own rule, there were several), or None: what a runner looks for before creating."""
+        owner = _repository_path(repository).partition("/")[0]
+        params = {"head": f"{owner}:{branch}", "state": "open", "per_page": str(PER_PAGE)}
+        response = http.send(self._client, SERVICE, "GET", f"/repos/{repository}/pulls", params=params)
+        http.check_status(SERVICE, response)
+        found = [_observed(repository, item) for item in _list(response, "the pulls listing")]
+        found = [pr for pr in found if pr.open and pr.pr.head_branch == branch]
+        return min(found, key=lambda seen: seen.pr.number, default=None)
+
+    def create_pull_request(
+        self, repository: str, *, head: str, base: str, title: str, body: str
+    ) -> pulls.Observed | None:
+        """Open a PR from `head` into `base` in `repository`; None when GitHub answers that one is
+        already open for that head (422 "A pull request already exists"): find it instead."""
+        path = f"/repos/{_repository_path(repository)}/pulls"
+        payload = {"title": title, "head": head, "base": base, "body": body}
+        response = http.send(self._client, SERVICE, "POST", path, json=payload)
+        if response.status_code == 422:
+            reasons = _validation_messages(response)
+            if any("already exists" in reason for reason in reasons):
+                return None
+            detail = errors.detail("; ".join(reasons) or "validation failed", self._secret)
+            raise OutboundError(SERVICE, f"request rejected (HTTP 422): {detail}", retryable=False)
+        http.check_status(SERVICE, response)
+        return _observed(repository, http.json_object(response))
+
     def check_runs(self, repository: str, sha: str) -> tuple[pulls.CheckRun, ...]:
         """Every latest check run of `sha`, across all pages (GitHub's `Link: rel="next"`)."""
         found: list[pulls.CheckRun] = []
@@ -158,6 +190,25 @@ class GitHubClient:
     def _ours(self, url: str) -> bool:
         base, target = self._client.base_url, self._client.base_url.join(url)
         return (target.scheme, target.host, target.port) == (base.scheme, base.host, base.port)
+
+
+def _repository_path(repository: str) -> str:
+    """`owner/name` as GitHub allows them; anything else (a slash more, a query, `..`) would
+    address some other endpoint with our token, so it is refused unsent."""
+    parts = repository.split("/")
+    if len(parts) != 2 or not all(_SEGMENT.fullmatch(part) and part not in (".", "..") for part in parts):
+        raise ValueError("repository must be 'owner/name'")
+    return repository
+
+
+def _validation_messages(response: httpx.Response) -> list[str]:
+    """GitHub's reasons in a 422: the top message and each error's own."""
+    body = http.json_object(response) or {}
+    found = [body.get("message")]
+    listed = body.get("errors")
+    for error in listed if isinstance(listed, list) else []:
+        found.append(error.get("message") if isinstance(error, dict) else error)
+    return [str(message) for message in found if isinstance(message, str) and message]
 
 
 def _list(response: httpx.Response, what: str) -> list[dict[str, Any]]:

@@ -49,9 +49,30 @@ async def enqueue(tx: Tx, effect: Effect, *, now: datetime) -> bool:
     return bool(await tx.rows(_ENQUEUE[tx.dialect], row))
 
 
-async def claim_due(tx: Tx, *, owner: str, now: datetime, ttl: timedelta) -> tuple[leases.Lease, Row] | None:
-    """Lease the oldest due effect, counting the attempt now (a crash mid-send still counts)."""
+_EARLIER = OUTBOX.alias("earlier")
+
+
+def _in_order(kinds: tuple[str, ...]) -> Any:
+    """An effect of an ordered kind waits while an earlier one of its run (of those kinds) is
+    still pending — due, backing off, or held by a sender that may have died: a session's
+    activities reach Linear in the order they were decided, the final one last."""
+    earlier_pending = sa.exists().where(
+        _EARLIER.c.run_id == OUTBOX.c.run_id,
+        _EARLIER.c.kind.in_(kinds),
+        _EARLIER.c.state == "pending",
+        _EARLIER.c.created_at < OUTBOX.c.created_at,
+    )
+    return sa.or_(OUTBOX.c.kind.not_in(kinds), OUTBOX.c.run_id.is_(None), ~earlier_pending)
+
+
+async def claim_due(
+    tx: Tx, *, owner: str, now: datetime, ttl: timedelta, ordered: tuple[str, ...] = ()
+) -> tuple[leases.Lease, Row] | None:
+    """Lease the oldest due effect, counting the attempt now (a crash mid-send still counts).
+    Effects of the `ordered` kinds are sent one at a time per run, oldest first."""
     ready = [OUTBOX.c.state == "pending", OUTBOX.c.next_attempt_at <= now]
+    if ordered:
+        ready.append(_in_order(ordered))
     claimed = await leases.claim(
         tx, OUTBOX, ready, owner=owner, now=now, ttl=ttl, order_by=OUTBOX.c.next_attempt_at
     )

@@ -27,6 +27,9 @@ from foundry.domain.statuses import RunStatus
 from foundry.services import effects
 
 log = logs.get("foundry.outbox")
+# A session's activities go to Linear in the order they were decided (a late `action` after the
+# final `response` would reopen an ended session).
+_IN_ORDER = (effects.LINEAR_ACTIVITY,)
 Clock = Callable[[], datetime]
 
 
@@ -67,10 +70,20 @@ class Sender:
         self._redact = redact
         self._warned: set[str] = set()
 
+    def send_some(self, limit: int = 20) -> int:
+        """Deliver due effects until none is due or `limit` were handled: a burst drains without
+        waiting a worker pass per effect; the other loops still get their turn after `limit`."""
+        for handled in range(limit):
+            if self.send_once() == 0:
+                return handled
+        return limit
+
     def send_once(self) -> int:
         """Deliver one due effect; the number handled (0 or 1)."""
         claimed = self._db.transaction_sync(
-            lambda tx: outbox.claim_due(tx, owner=self._owner, now=self._clock(), ttl=self._ttl)
+            lambda tx: outbox.claim_due(
+                tx, owner=self._owner, now=self._clock(), ttl=self._ttl, ordered=_IN_ORDER
+            )
         )
         if claimed is None:
             return 0

@@ -301,7 +301,13 @@ class TestRefusedWithNothingWritten:
         del headers["X-Slack-Request-Timestamp"]
         assert refused(refusing.client, raw, headers).status_code == 401
 
-    @pytest.mark.parametrize("timestamp", ["soon", "-5", "1.5e9", f"{NOW_S}.0", "0x10"])
+    # Ids fixed by hand: one carries the clock, and pytest-xdist's workers must collect the same
+    # names even when a second passes between their collections.
+    @pytest.mark.parametrize(
+        "timestamp",
+        ["soon", "-5", "1.5e9", f"{NOW_S}.0", "0x10"],
+        ids=["word", "negative", "exponent", "now-with-fraction", "hex"],
+    )
     def test_non_numeric_timestamp_even_when_signed(self, refusing: Refusing, timestamp: str) -> None:
         raw, headers = approve_request(refusing.run_id, timestamp=timestamp)
         response = refused(refusing.client, raw, headers)

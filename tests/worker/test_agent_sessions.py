@@ -290,3 +290,24 @@ def test_a_session_created_again_after_a_crash_is_found_not_made_twice(
     drain(send)
     assert sql(f"SELECT agent_session_id FROM foundry_runs WHERE id = '{run_id}'") == "session-made-before"
     assert "CreateSession" not in linear.operations()
+
+
+def test_a_sessions_activities_reach_linear_in_the_order_they_were_decided(
+    web: Callable[..., TestClient],
+    db: database.Database,
+    clock: Clock,
+    linear: FakeLinear,
+    make_planning: Callable[..., planning.Planning],
+) -> None:
+    with web() as client:
+        post_linear(client, "linear_agent_session_created")
+    linear.rate_limit(1, reset_s=30)  # the thought waits for Linear's reset ...
+    send = sender(db, clock)
+    assert send.send_once() == 1
+    clock.advance(1)
+    assert make_planning(channel=None).plan_once() == 1
+    drain(send)  # ... and the plan's elicitation, decided later, waits behind it
+    assert linear.activities == {}
+    clock.advance(60)
+    drain(send)
+    assert kinds(linear) == ["thought", "elicitation"]

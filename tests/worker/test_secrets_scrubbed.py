@@ -96,7 +96,7 @@ def test_no_configured_secret_is_logged_or_stored_when_providers_echo_them(
         api.post(AGENT).mock(
             return_value=httpx.Response(500, text=f"token {agent_token} rejected: {everything}")
         )
-        sent = [loops["send_once"]() for _ in range(6)]
+        sent = [loops["send_some"]() for _ in range(6)]
     logs.get("foundry.test").error(
         "echo", detail=f"a provider said {everything}", nested={"deep": [everything]}
     )

@@ -1,0 +1,138 @@
+"""A fake GitHub REST API for pull requests, as a real local server: listing a repository's PRs by
+head and state, creating one, reading one by number with its files, and a commit's check runs,
+recording every call.
+
+Like GitHub, it refuses a second open PR for the same head with 422 "A pull request already
+exists for owner:branch.", and answers 401 without the token it was given. A PR's head is what
+`head_of` says the branch points at when it is set (a local bare repository standing in for
+GitHub's, say), else forty zeros; its files are what `files_of` says (else none).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+
+class GitHubFake:
+    def __init__(self, token: str) -> None:
+        self.token = token
+        self.base_url = "http://github.invalid"  # set to the served URL by whoever serves it
+        self.lock = threading.Lock()
+        self.pulls: list[dict[str, Any]] = []
+        self.calls: list[tuple[str, str, dict[str, Any]]] = []
+        # Where the PRs' heads are: branch -> the sha it points at now (None: not pushed).
+        self.head_of: Callable[[str], str | None] | None = None
+        # The paths a PR changes: (base, head branch) -> paths.
+        self.files_of: Callable[[str, str], list[str]] | None = None
+        # A commit's check runs, as GitHub lists them (`name`, `status`, `conclusion`, `output`).
+        self.check_runs: dict[str, list[dict[str, Any]]] = {}
+        self.app = Starlette(
+            routes=[
+                Route("/repos/{owner}/{repo}/pulls", self._pulls, methods=["GET", "POST"]),
+                Route("/repos/{owner}/{repo}/pulls/{number:int}", self._pull, methods=["GET"]),
+                Route("/repos/{owner}/{repo}/pulls/{number:int}/files", self._files, methods=["GET"]),
+                Route("/repos/{owner}/{repo}/commits/{sha}/check-runs", self._checks, methods=["GET"]),
+            ]
+        )
+
+    def creates(self) -> list[dict[str, Any]]:
+        """The bodies of every `POST …/pulls` (refused ones included)."""
+        with self.lock:
+            return [body for method, _, body in self.calls if method == "POST"]
+
+    def open_for(self, head_branch: str) -> list[dict[str, Any]]:
+        with self.lock:
+            return [pr for pr in self.pulls if pr["state"] == "open" and pr["head"]["ref"] == head_branch]
+
+    async def _pulls(self, request: Request) -> JSONResponse:
+        if request.headers.get("authorization") != f"Bearer {self.token}":
+            return JSONResponse({"message": "Bad credentials"}, status_code=401)
+        repository = _repository(request)
+        if request.method == "GET":
+            return self._list(repository, dict(request.query_params))
+        return self._create(repository, await request.json())
+
+    def _list(self, repository: str, query: dict[str, str]) -> JSONResponse:
+        owner, _, branch = query.get("head", ":").partition(":")
+        state = query.get("state", "open")
+        with self.lock:
+            self.calls.append(("GET", f"/repos/{repository}/pulls", query))
+            found = [
+                pr
+                for pr in self.pulls
+                if pr["base"]["repo"]["full_name"] == repository
+                and (not branch or (pr["head"]["ref"] == branch and owner == repository.split("/")[0]))
+                and (state == "all" or pr["state"] == state)
+            ]
+        return JSONResponse([self._present(pr) for pr in found])
+
+    async def _pull(self, request: Request) -> JSONResponse:
+        found = self._numbered(request, "")
+        return found if isinstance(found, JSONResponse) else JSONResponse(self._present(found))
+
+    async def _files(self, request: Request) -> JSONResponse:
+        found = self._numbered(request, "/files")
+        if isinstance(found, JSONResponse):
+            return found
+        paths = self.files_of(found["base"]["ref"], found["head"]["ref"]) if self.files_of else []
+        return JSONResponse([{"filename": path, "status": "modified"} for path in paths])
+
+    async def _checks(self, request: Request) -> JSONResponse:
+        if request.headers.get("authorization") != f"Bearer {self.token}":
+            return JSONResponse({"message": "Bad credentials"}, status_code=401)
+        sha = request.path_params["sha"]
+        with self.lock:
+            self.calls.append(("GET", f"/repos/{_repository(request)}/commits/{sha}/check-runs", {}))
+            runs = list(self.check_runs.get(sha, []))
+        return JSONResponse({"total_count": len(runs), "check_runs": runs})
+
+    def _numbered(self, request: Request, suffix: str) -> dict[str, Any] | JSONResponse:
+        """The PR the path names, or the answer GitHub gives when there is none (or no token)."""
+        if request.headers.get("authorization") != f"Bearer {self.token}":
+            return JSONResponse({"message": "Bad credentials"}, status_code=401)
+        repository, number = _repository(request), request.path_params["number"]
+        with self.lock:
+            self.calls.append(("GET", f"/repos/{repository}/pulls/{number}{suffix}", {}))
+            found = [
+                pr
+                for pr in self.pulls
+                if pr["number"] == number and pr["base"]["repo"]["full_name"] == repository
+            ]
+        return found[0] if found else JSONResponse({"message": "Not Found"}, status_code=404)
+
+    def _present(self, pr: dict[str, Any]) -> dict[str, Any]:
+        """The PR as GitHub answers it now: its head where the branch points."""
+        sha = self.head_of(pr["head"]["ref"]) if self.head_of else None
+        return {**pr, "head": {**pr["head"], "sha": sha or pr["head"]["sha"]}}
+
+    def _create(self, repository: str, body: dict[str, Any]) -> JSONResponse:
+        with self.lock:
+            self.calls.append(("POST", f"/repos/{repository}/pulls", body))
+            if any(pr["state"] == "open" and pr["head"]["ref"] == body["head"] for pr in self.pulls):
+                message = f"A pull request already exists for {repository.split('/')[0]}:{body['head']}."
+                errors = [{"resource": "PullRequest", "code": "custom", "message": message}]
+                return JSONResponse({"message": "Validation Failed", "errors": errors}, status_code=422)
+            number = len(self.pulls) + 1
+            pr = {
+                "number": number,
+                "state": "open",
+                "html_url": f"{self.base_url}/{repository}/pull/{number}",
+                "title": body["title"],
+                "body": body.get("body"),
+                "head": {"ref": body["head"], "sha": "0" * 40},
+                "base": {"ref": body["base"], "repo": {"full_name": repository}},
+                "merged": False,
+            }
+            self.pulls.append(pr)
+        return JSONResponse(self._present(pr), status_code=201)
+
+
+def _repository(request: Request) -> str:
+    return f"{request.path_params['owner']}/{request.path_params['repo']}"
