@@ -72,7 +72,7 @@ class AgentEvents:
         if run["pr_number"] is not None:
             if run["pr_number"] != event.pr_number:
                 raise Conflict(f"Run {run['id']} already has PR #{run['pr_number']}; a run has one PR.")
-            return {"status": run["status"], "changed": False}
+            return await self._pr_updated(tx, run, now)
         moved = await runs.transition(
             tx,
             run["id"],
@@ -87,6 +87,19 @@ class AgentEvents:
         if moved:
             body = f"**Pull request opened**: {event.pr_url}"
             await outbox.enqueue(tx, effects.linear_comment(run, "pr_opened", body), now=now)
+        return {"status": RunStatus.PR_OPEN.value if moved else run["status"], "changed": moved}
+
+    async def _pr_updated(self, tx: Tx, run: Row, now: datetime) -> dict[str, Any]:
+        """A later attempt reports the run's own PR again (it pushed to the same branch): the run
+        is back on its PR at once, without waiting for GitHub's `synchronize` webhook."""
+        if run["status"] != RunStatus.AGENT_RUNNING:
+            return {"status": run["status"], "changed": False}
+        event = runs.NewEvent(
+            "pr_pushed", now, run["agent_name"], {"pr_number": run["pr_number"], "attempt": run["attempt"]}
+        )
+        moved = await runs.transition(
+            tx, run["id"], expected=RunStatus.AGENT_RUNNING, new=RunStatus.PR_OPEN, event=event
+        )
         return {"status": RunStatus.PR_OPEN.value if moved else run["status"], "changed": moved}
 
     async def _on_failed(self, tx: Tx, run: Row, event: Report, now: datetime) -> dict[str, Any]:

@@ -185,3 +185,17 @@ def test_a_malformed_event_is_a_400(client: TestClient, db: database.Database, b
     token = agentkit.register(db)
     run_id = agentkit.running_run(db, "coder")
     assert events(client, run_id, token, **body).status_code == 400
+
+
+def test_a_later_attempt_reporting_the_same_pr_puts_the_run_back_on_it(
+    client: TestClient, db: database.Database, sql: Callable[[str], Any]
+) -> None:
+    token = agentkit.register(db)
+    run_id = agentkit.running_run(db, "coder", attempt=2)
+    sql(f"UPDATE foundry_runs SET pr_number = 318, pr_url = 'https://x/318' WHERE id = '{run_id}'")
+    first = events(client, run_id, token, kind="pr_opened", pr_number=318, pr_url="https://x/318")
+    assert (first.json()["status"], first.json()["changed"]) == ("pr_open", True)
+    again = events(client, run_id, token, kind="pr_opened", pr_number=318, pr_url="https://x/318")
+    assert again.json()["changed"] is False
+    assert sql(f"SELECT count(*) FROM run_events WHERE run_id = '{run_id}' AND kind = 'pr_pushed'") == 1
+    assert sql(f"SELECT status FROM foundry_runs WHERE id = '{run_id}'") == "pr_open"
