@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Render Foundry's read-only page (`GET /`) in headless Chromium against a running `foundry serve`
+# Render Foundry's console (`GET /`, the runs list) in headless Chromium against a running `foundry serve`
 # (or `foundry web`), check that it rendered, and save a screenshot to look at.
 #
 #   scripts/check_page.sh [URL] [SCREENSHOT]     # defaults: http://127.0.0.1:8000/  ./foundry-page.png
@@ -33,14 +33,15 @@ status=$(curl -s -o /dev/null -w '%{http_code}' ${curl_auth[@]+"${curl_auth[@]}"
 case "$status" in
     200) ;;
     000) echo "check_page: nothing answers at $url; start Foundry first: foundry serve" >&2; exit 1 ;;
-    401) echo "check_page: $url wants a sign-in; export FOUNDRY_API_TOKEN (the server's token)" >&2; exit 1 ;;
+    401|303) echo "check_page: $url wants a sign-in; export FOUNDRY_API_TOKEN (the server's token)" >&2; exit 1 ;;
+    403) echo "check_page: $url refuses to serve: Foundry has no FOUNDRY_API_TOKEN and is not on loopback" >&2; exit 1 ;;
     *) echo "check_page: $url answered HTTP $status, not 200" >&2; exit 1 ;;
 esac
 
 flags=(--headless --no-sandbox --disable-gpu --disable-background-networking
        --disable-component-update --disable-sync --hide-scrollbars --window-size=1280,900)
 dom=$("$browser" "${flags[@]}" --dump-dom "$page" 2>/dev/null)
-for expected in "<h2>Runs</h2>" "<h2>Recent deliveries</h2>"; do
+for expected in "<h2>Runs</h2>" 'id="runs"'; do
     if ! grep -qF "$expected" <<<"$dom"; then
         echo "check_page: the rendered page has no $expected" >&2
         exit 1

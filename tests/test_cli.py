@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import argparse
 import json
+import os
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import psycopg
 import pytest
 
+from foundry import __version__ as foundry_version
 from foundry import cli, logs
 from foundry import settings as settings_module
 from foundry.db import migrate
-from foundry.services import startup_checks
+from foundry.services import doctor, startup_checks
 from tests import servers
 from tests.conftest import LINEAR_SECRET
 from tests.databases import PostgresTemplates, SqliteTemplates
@@ -170,7 +174,11 @@ def test_runs_list_and_show_print_tables_and_json(served_db: str) -> None:
         foundry("runs", "list", "--json", "--status", "stopped", FOUNDRY_DATABASE_URL=served_db).stdout
     )
     assert [r["id"] for r in as_json["runs"]] == [run_id]
-    story = foundry("runs", "show", run_id, FOUNDRY_DATABASE_URL=served_db).stdout
+    story = foundry("runs", "show", run_id[:8], FOUNDRY_DATABASE_URL=served_db).stdout
+    lines = story.splitlines()
+    assert lines[0].split() == ["run", run_id, "ENG-42", "stopped"]
+    for heading in ("Plan: none yet", "Effects: none", "Timeline", "Links"):
+        assert heading in lines, heading
     assert "opened" in story and "stopped" in story
     shown = json.loads(foundry("runs", "show", run_id, "--json", FOUNDRY_DATABASE_URL=served_db).stdout)
     assert [e["kind"] for e in shown["timeline"]] == ["opened", "stopped"]
@@ -208,7 +216,7 @@ def test_the_personal_key_warning_names_what_agent_sessions_need() -> None:
         assert name in line
 
 
-def test_web_prints_the_warning_on_stderr_once_as_it_starts(
+def test_web_says_where_it_listens_and_prints_the_doctors_warnings_once_as_it_starts(
     tmp_path: Path,
     sqlite_templates: SqliteTemplates,
     monkeypatch: pytest.MonkeyPatch,
@@ -220,10 +228,66 @@ def test_web_prints_the_warning_on_stderr_once_as_it_starts(
     monkeypatch.setattr(uvicorn, "run", lambda app, **_: started.append(app))
     monkeypatch.setattr(logs, "configure", lambda *_, **__: None)  # keep this process's logging
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("FOUNDRY_DATABASE_URL", sqlite_templates.clone(tmp_path))
+    for name in [name for name in os.environ if name.startswith("FOUNDRY_")]:
+        monkeypatch.delenv(name)
+    url = sqlite_templates.clone(tmp_path)
+    monkeypatch.setenv("FOUNDRY_DATABASE_URL", url)
+    monkeypatch.setenv("FOUNDRY_LINEAR_WEBHOOK_SECRET", "s")
     monkeypatch.setenv("FOUNDRY_LINEAR_API_KEY", "lin_api_a_person")
     monkeypatch.setenv("FOUNDRY_LINEAR_API_URL", "http://127.0.0.1:9/graphql")
-    assert cli.main(["web", "--port", "9"]) == 0
+    port = servers.free_port()
+    assert cli.main(["web", "--host", "0.0.0.0", "--port", str(port)]) == 0
     assert started == ["foundry.web.app:from_environment"]
-    err = capsys.readouterr().err
-    assert err.splitlines() == [f"foundry: warning: {startup_checks.PERSONAL_KEY_ONLY}"]
+    out, err = capsys.readouterr()
+    assert out.splitlines() == [f"Foundry listening on http://0.0.0.0:{port}  (1 process, database: {url})"]
+    assert err.splitlines() == [
+        f"foundry: warning: {startup_checks.PERSONAL_KEY_ONLY}",
+        "foundry: warning: bound to 0.0.0.0 (reachable from other machines) without FOUNDRY_API_TOKEN:"
+        " the page and operator API cannot be protected — set FOUNDRY_API_TOKEN to a long random value",
+    ]
+
+
+def test_the_start_up_warnings_are_the_doctors_findings_that_need_no_database() -> None:
+    settings = settings_module.load(
+        environ={}, database_url="sqlite:///unused.db", slack={"channel": "C0APPROVAL"}, linear_api_key="k"
+    )
+    found = doctor.worth_saying(doctor.configuration(settings, host=None, agents=None))
+    assert [f.line() for f in found] == [
+        "Linear webhooks are refused until FOUNDRY_LINEAR_WEBHOOK_SECRET is set"
+        " — paste the signing secret of Foundry's Linear webhook into it",
+        "Slack buttons are refused until FOUNDRY_SLACK_SIGNING_SECRET is set"
+        " — paste the Slack app's signing secret (Basic Information) into it",
+        startup_checks.PERSONAL_KEY_ONLY,
+        "slack.channel is C0APPROVAL but FOUNDRY_SLACK_BOT_TOKEN is unset: no approval request is posted"
+        " — set FOUNDRY_SLACK_BOT_TOKEN to the app's bot token (xoxb-…)",
+        "FOUNDRY_PUBLIC_URL is http://127.0.0.1:8000, a loopback address, but Slack must reach it:"
+        " its links lead to localhost — set FOUNDRY_PUBLIC_URL to the address this Foundry is reached at",
+    ]
+
+
+def test_version() -> None:
+    done = foundry("--version")
+    assert (done.returncode, done.stdout) == (0, f"foundry {foundry_version}\n")
+
+
+def test_every_command_and_flag_has_help() -> None:
+    parser = cli._parser()
+    missing = [
+        f"{' '.join(path)} {action.dest}"
+        for path, sub in _subparsers(parser, ())
+        for action in sub._actions
+        if not action.help and action.dest not in ("help", "version") and not action.choices
+    ]
+    assert missing == []
+    listing = foundry("runs", "list", "--help").stdout
+    assert "awaiting_approval" in " ".join(listing.split())
+
+
+def _subparsers(
+    parser: argparse.ArgumentParser, path: tuple[str, ...]
+) -> Iterator[tuple[tuple[str, ...], argparse.ArgumentParser]]:
+    yield path, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _subparsers(sub, (*path, name))

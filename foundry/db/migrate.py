@@ -10,6 +10,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 
+from foundry.db import failures
 from foundry.db import tx as txm
 from foundry.db.tx import Tx
 from foundry.errors import SchemaNotAtHead
@@ -33,7 +34,14 @@ def alembic_config(url: str) -> Config:
 
 
 def upgrade(url: str) -> None:
-    command.upgrade(alembic_config(url), "head")
+    """Upgrade to head; a database that cannot be reached or used raises a typed StorageError."""
+    try:
+        command.upgrade(alembic_config(url), "head")
+    except Exception as exc:
+        translated = failures.translate(exc)
+        if translated is exc:
+            raise
+        raise translated from exc
 
 
 @cache

@@ -117,7 +117,11 @@ async def find(tx: Tx, effect_key: str) -> Row | None:
     return await txm.first(tx, sa.select(OUTBOX).where(OUTBOX.c.effect_key == effect_key))
 
 
-async def for_run(tx: Tx, run_id: str) -> Sequence[Row]:
-    return await tx.rows(
-        sa.select(OUTBOX).where(OUTBOX.c.run_id == run_id).order_by(OUTBOX.c.created_at, OUTBOX.c.effect_key)
-    )
+async def for_run(tx: Tx, run_id: str, limit: int | None = None) -> Sequence[Row]:
+    """The run's effects (by `ix_outbox_run`) in the order they were decided; with `limit`, only
+    the newest that many, still oldest first."""
+    mine = sa.select(OUTBOX).where(OUTBOX.c.run_id == run_id)
+    if limit is None:
+        return await tx.rows(mine.order_by(OUTBOX.c.created_at, OUTBOX.c.effect_key))
+    newest = mine.order_by(OUTBOX.c.created_at.desc(), OUTBOX.c.effect_key.desc()).limit(limit)
+    return list(reversed(await tx.rows(newest)))

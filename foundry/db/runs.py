@@ -267,14 +267,28 @@ async def listing(
     *,
     status: str | None = None,
     issue: str | None = None,
+    repository: str | None = None,
+    text: str | None = None,
+    before: tuple[datetime, str] | None = None,
     limit: int = 50,
     offset: int = 0,
 ) -> Sequence[Row]:
+    """Runs, newest first (ties by id). `text` is a case-insensitive substring of the title or the
+    identifier; `before` is a keyset cursor, the (created_at, id) of the last run of the page before."""
     stmt = sa.select(R).order_by(R.c.created_at.desc(), R.c.id).limit(limit).offset(offset)
     if status is not None:
         stmt = stmt.where(R.c.status == status)
     if issue is not None:
         stmt = stmt.where(sa.or_(R.c.linear_issue_id == issue, R.c.linear_identifier == issue.upper()))
+    if repository is not None:
+        stmt = stmt.where(R.c.repository == repository)
+    if text is not None:
+        titled = R.c.title.icontains(text, autoescape=True)
+        stmt = stmt.where(sa.or_(titled, R.c.linear_identifier.icontains(text, autoescape=True)))
+    if before is not None:
+        at, run_id = before
+        # The order is (created_at desc, id asc): past the cursor is older, or as old with a later id.
+        stmt = stmt.where(sa.or_(R.c.created_at < at, sa.and_(R.c.created_at == at, R.c.id > run_id)))
     return await tx.rows(stmt)
 
 
@@ -332,6 +346,15 @@ async def running_on(tx: Tx, agent_name: str, subscription: str) -> Sequence[Row
 async def by_short_id(tx: Tx, short_id: str) -> Row | None:
     """The run whose id starts with an 8-hex-digit short id (the branch name carries it)."""
     return await txm.first(tx, sa.select(R).where(R.c.id.like(f"{short_id}%")).with_for_update())
+
+
+async def with_short_id(tx: Tx, short_id: str, limit: int) -> Sequence[Row]:
+    """Up to `limit` runs whose id starts with `short_id` (hex digits, as `runs list` prints),
+    newest first; a read, so nothing is locked."""
+    if not short_id or any(c not in "0123456789abcdef" for c in short_id):
+        return []  # hex only: no LIKE wildcard reaches the pattern
+    stmt = sa.select(R).where(R.c.id.like(f"{short_id}%")).order_by(R.c.created_at.desc(), R.c.id)
+    return await tx.rows(stmt.limit(limit))
 
 
 async def by_pull_request(tx: Tx, repository: str, number: int) -> Row | None:

@@ -1,6 +1,7 @@
 """What a configuration leaves out that a person should hear about at start-up: one line each.
 
-`foundry serve`, `web` and `worker` print these as they start; a `doctor` can list them too.
+`foundry doctor` reports them among its findings (`services/doctor.py`), and `foundry serve`,
+`web` and `worker` print the doctor's warnings as they start.
 """
 
 from __future__ import annotations
@@ -8,14 +9,14 @@ from __future__ import annotations
 from typing import Protocol
 
 PERSONAL_KEY_ONLY = (
-    "Linear agent sessions need the Linear app (FOUNDRY_LINEAR_CLIENT_ID + FOUNDRY_LINEAR_CLIENT_SECRET,"
-    " or FOUNDRY_LINEAR_ACCESS_TOKEN): with FOUNDRY_LINEAR_API_KEY alone, delegated issues get comments"
-    " but no agent activity"
+    "Linear agent sessions need the Linear app: with FOUNDRY_LINEAR_API_KEY alone, delegated issues get"
+    " comments but no agent activity — set FOUNDRY_LINEAR_CLIENT_ID + FOUNDRY_LINEAR_CLIENT_SECRET,"
+    " or FOUNDRY_LINEAR_ACCESS_TOKEN"
 )
 NO_WRITE_BACK = (
-    "Linear write-back is off: Linear webhooks are received, but nothing is written back to Linear"
-    " (set FOUNDRY_LINEAR_CLIENT_ID + FOUNDRY_LINEAR_CLIENT_SECRET, FOUNDRY_LINEAR_ACCESS_TOKEN"
-    " or FOUNDRY_LINEAR_API_KEY)"
+    "Linear write-back is off: nothing is written back to Linear (no plan, no questions, no progress on"
+    " the issue) — set FOUNDRY_LINEAR_CLIENT_ID + FOUNDRY_LINEAR_CLIENT_SECRET (the app),"
+    " FOUNDRY_LINEAR_ACCESS_TOKEN or FOUNDRY_LINEAR_API_KEY"
 )
 
 

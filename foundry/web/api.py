@@ -33,6 +33,7 @@ async def list_runs(request: Request) -> Response:
 
 
 async def show_run(request: Request) -> Response:
+    """One view of a run (`services.runs`), by id or by the short id `runs list` prints."""
     require_operator(request)
     run_id = request.path_params["run_id"]
     return JSONResponse(await context.container(request).runs.show(run_id))

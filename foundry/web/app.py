@@ -7,6 +7,7 @@ One `Route` per path, holding every method the path has, so that a 405's `Allow`
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
 
@@ -19,6 +20,7 @@ from starlette.routing import Route
 from foundry import logs, wiring
 from foundry import settings as settings_module
 from foundry.web import (
+    actions,
     agents,
     api,
     deliveries,
@@ -31,11 +33,23 @@ from foundry.web import (
     oauth,
     openapi,
     pages,
+    signin,
     slack,
 )
 
+# `foundry web` names the host it binds here: uvicorn's factory takes no arguments.
+BIND_HOST = "FOUNDRY_BIND_HOST"
 
-def create_app(container: wiring.Container, *, clock: Callable[[], datetime] | None = None) -> Starlette:
+
+def create_app(
+    container: wiring.Container,
+    *,
+    clock: Callable[[], datetime] | None = None,
+    bind_host: str | None = None,
+) -> Starlette:
+    """The app; `bind_host` is where it listens (None: unknown), which decides whether the console
+    may be served without an operator token (only on loopback)."""
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await container.db.open()
@@ -65,6 +79,17 @@ def create_app(container: wiring.Container, *, clock: Callable[[], datetime] | N
             Route("/api/deliveries", deliveries.list_deliveries, methods=["GET"]),
             Route("/", pages.home, methods=["GET"]),
             Route("/runs/{run_id}", pages.run, methods=["GET"]),
+            Route("/runs/{run_id}/approve", actions.approve, methods=["POST"]),
+            Route("/runs/{run_id}/reject", actions.reject, methods=["POST"]),
+            Route("/runs/{run_id}/stop", actions.stop, methods=["POST"]),
+            Route("/runs/{run_id}/retry", actions.retry, methods=["POST"]),
+            Route("/deliveries", pages.deliveries, methods=["GET"]),
+            Route("/fragments/runs", pages.runs_fragment, methods=["GET"]),
+            Route("/fragments/runs/{run_id}", pages.run_fragment, methods=["GET"]),
+            Route("/fragments/deliveries", pages.deliveries_fragment, methods=["GET"]),
+            methods("/sign-in", GET=signin.form, POST=signin.sign_in),
+            Route("/sign-out", signin.sign_out, methods=["POST"]),
+            Route("/static/{name}", pages.static, methods=["GET"]),
             Route("/oauth/linear/install", oauth.install, methods=["GET"]),
             Route("/oauth/linear/callback", oauth.callback, methods=["GET"]),
         ],
@@ -74,6 +99,7 @@ def create_app(container: wiring.Container, *, clock: Callable[[], datetime] | N
     )
     app.state.container = container
     app.state.clock = clock
+    app.state.bind_host = bind_host
     return app
 
 
@@ -94,4 +120,4 @@ def from_environment() -> Starlette:
     """The uvicorn factory (`foundry web`): settings from the environment, built once."""
     settings = settings_module.load()
     logs.configure(settings.log_format, settings.log_level)
-    return create_app(wiring.build(settings))
+    return create_app(wiring.build(settings), bind_host=os.environ.get(BIND_HOST))

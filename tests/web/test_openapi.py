@@ -59,3 +59,14 @@ def test_the_api_needs_the_bearer_and_path_parameters_are_declared(client: TestC
     assert document["paths"]["/webhooks/linear"]["post"]["security"] == []
     assert document["paths"]["/metrics"]["get"]["security"] == []
     assert {"basic": []} in document["paths"]["/"]["get"]["security"]
+
+
+def test_a_runs_view_is_declared_in_full_and_may_be_ambiguous(client: TestClient) -> None:
+    document = client.get("/openapi.json").json()
+    answers = document["paths"]["/api/runs/{run_id}"]["get"]["responses"]
+    assert answers["200"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/RunView"}
+    assert "409" in answers  # a short id several runs share
+    view = document["components"]["schemas"]["RunView"]
+    assert view["required"] == ["run", "repository", "plan", "effects", "timeline", "deliveries", "links"]
+    effect = document["components"]["schemas"]["Effect"]["properties"]
+    assert effect["state"] == {"enum": ["pending", "sent", "skipped", "failed"]}
