@@ -172,6 +172,43 @@ def end_orphan(pgid: int | None, started: str | None) -> bool:
     return True
 
 
+def end_marked(job_file: Path) -> int:
+    """Kill every process group whose processes carry `FOUNDRY_JOB_FILE=<job_file>` in their
+    environment: the command of that job, found even when its runner died between starting it
+    and recording its group (the record alone would miss it). How many groups were killed."""
+    marker = f"FOUNDRY_JOB_FILE={job_file}".encode()
+    groups = {pgid for pid in _pids_marked(marker) if (pgid := _group_of(pid)) is not None}
+    for pgid in groups:
+        kill_group(pgid, signal.SIGKILL)
+    deadline = time.monotonic() + GRACE_S
+    while groups and any(_group_of(pid) in groups for pid in _pids_marked(marker)):
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(POLL_S)
+    return len(groups)
+
+
+def _pids_marked(marker: bytes) -> list[int]:
+    """This user's live processes whose environment holds `marker` (others' are unreadable)."""
+    found = []
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            if marker in entry.joinpath("environ").read_bytes().split(b"\0"):
+                stat = _stat(int(entry.name))
+                if stat is not None and stat[0] != "Z":
+                    found.append(int(entry.name))
+        except (OSError, ValueError):
+            continue
+    return found
+
+
+def _group_of(pid: int) -> int | None:
+    try:
+        return os.getpgid(pid)
+    except ProcessLookupError:
+        return None
+
+
 def _running(pid: int, started: str) -> bool:
     found = _stat(pid)
     return found is not None and found[1] == started and found[0] != "Z"

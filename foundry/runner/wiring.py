@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import IO, Any
 
 from foundry import logs
@@ -98,5 +99,11 @@ def build(options: Options) -> Runner:
     git = Git(workdir, token=options.github_token, identity=options.identity, base_env=options.env)
     reporter = Reporter(store, time.time, sender.wake.set)
     executor = Executor(options, workdir=workdir, store=store, git_ops=git, github=github, reporter=reporter)
-    pool = Pool(store, executor, max_jobs=options.max_jobs)
+    pool = Pool(store, executor, max_jobs=options.max_jobs, job_file=lambda key: _job_file(workdir, key))
     return Runner(options, workdir, store, pool, sender, github, reports, lock, threading.Event(), [])
+
+
+def _job_file(workdir: Workdir, key: str) -> Path:
+    """The job file of the job keyed `<run id>:<attempt>` (where its command was pointed)."""
+    run_id, _, attempt = key.rpartition(":")
+    return workdir.files(run_id, int(attempt)).job

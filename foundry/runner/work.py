@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from foundry import logs
 from foundry.runner import command
@@ -30,8 +31,18 @@ STOP_WAIT_S = 60.0
 
 
 class Pool:
-    def __init__(self, store: Store, executor: Executor, *, max_jobs: int, clock: Clock = time.time) -> None:
+    def __init__(
+        self,
+        store: Store,
+        executor: Executor,
+        *,
+        max_jobs: int,
+        clock: Clock = time.time,
+        job_file: Callable[[str], Path] | None = None,
+    ) -> None:
         self._store = store
+        # Where a job's file is, by its key: a command left behind is also found by it.
+        self._job_file = job_file
         self._executor = executor
         self._max_jobs = max_jobs
         self._clock = clock
@@ -46,7 +57,11 @@ class Pool:
         orphans = self._store.recover(self._clock())
         for orphan in orphans:
             killed = command.end_orphan(orphan.pgid, orphan.pgid_start)
-            log.warning("runner.job_requeued", job=orphan.key, orphan_killed=killed, pgid=orphan.pgid)
+            # Its group may never have been recorded (the runner died just after starting it).
+            marked = command.end_marked(self._job_file(orphan.key)) if self._job_file is not None else 0
+            log.warning(
+                "runner.job_requeued", job=orphan.key, orphan_killed=killed or marked > 0, pgid=orphan.pgid
+            )
         return len(orphans)
 
     def start(self) -> None:
