@@ -34,7 +34,7 @@ from foundry.inbound import agents as agent_bodies
 from foundry.services import database_check, doctor, samples
 from foundry.services import deliveries as delivery_reads
 from foundry.settings import Settings
-from foundry.worker import runner
+from foundry.worker import runner, wake
 
 DONE, NOT_FOUND, REFUSED, UNAVAILABLE = 0, 1, 2, 3
 SHORT_ID_LENGTH = 8
@@ -247,10 +247,11 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     container = wiring.build(settings)
     stop = threading.Event()
     loops = wiring.worker_loops(settings, container.db, wiring.worker_id())
+    woken = wake.Wake(settings.database_url).start()
     worker = threading.Thread(
         target=runner.run,
         args=(loops,),
-        kwargs={"stop": stop, "poll_s": settings.worker.poll_s},
+        kwargs={"stop": stop, "poll_s": settings.worker.poll_s, "wake": woken.event},
         name="foundry-worker",
         daemon=True,
     )
@@ -260,21 +261,33 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         uvicorn.run(app, host=args.host, port=args.port, **_uvicorn_options(settings))
     finally:
         stop.set()
+        woken.close()
         worker.join(timeout=settings.worker.lease_s)
     return 0
 
 
 def _worker(settings: Settings, args: argparse.Namespace) -> int:
     stop = threading.Event()
+    woken = wake.Wake(settings.database_url)
+
+    def _stop(*_: object) -> None:
+        stop.set()
+        woken.event.set()  # an idle runner looks up at once
+
     # SIGTERM (a deploy, a scale-down) lets the unit of work in hand finish, then exits — also
     # one that arrives while the worker is still starting.
     for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
+        signal.signal(signum, _stop)
     container = _container(settings)
     owner = wiring.worker_id()
     print(f"foundry worker {owner} started", flush=True)
     _print_warnings(settings, None)
-    runner.run(wiring.worker_loops(settings, container.db, owner), stop=stop, poll_s=settings.worker.poll_s)
+    loops = wiring.worker_loops(settings, container.db, owner)
+    woken.start()
+    try:
+        runner.run(loops, stop=stop, poll_s=settings.worker.poll_s, wake=woken.event)
+    finally:
+        woken.close()
     container.db.engine.dispose()
     return 0
 

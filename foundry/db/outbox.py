@@ -11,7 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from foundry.db import leases, schema
+from foundry.db import leases, notify, schema
 from foundry.db import tx as txm
 from foundry.db.tx import Row, Tx
 
@@ -46,7 +46,10 @@ async def enqueue(tx: Tx, effect: Effect, *, now: datetime) -> bool:
         "next_attempt_at": now,
         "created_at": now,
     }
-    return bool(await tx.rows(_ENQUEUE[tx.dialect], row))
+    if not await tx.rows(_ENQUEUE[tx.dialect], row):
+        return False
+    await notify.work_created(tx)
+    return True
 
 
 _EARLIER = OUTBOX.alias("earlier")

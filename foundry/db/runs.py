@@ -12,7 +12,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from foundry.db import leases, schema
+from foundry.db import leases, notify, schema
 from foundry.db import tx as txm
 from foundry.db.tx import Row, Tx
 
@@ -120,6 +120,7 @@ async def insert_unless_active(
     if not await tx.rows(_INSERT_RUN[tx.dialect], params):
         return False
     await _insert_event(tx, run.id, 1, opened)
+    await notify.work_created(tx)
     return True
 
 
@@ -170,6 +171,8 @@ async def transition(
         return False
     data = {"from": expected, "to": new, **event.data}
     await _insert_event(tx, run_id, int(seq), dataclasses.replace(event, data=data))
+    if new == "approved" or "pr_head_sha" in (values or {}):
+        await notify.work_created(tx)  # dispatch, or the new head's checks
     return True
 
 
@@ -207,6 +210,7 @@ async def choose_repository(tx: Tx, run_id: str, repository: str, event: NewEven
     if seq is None:
         return False
     await _insert_event(tx, run_id, int(seq), event)
+    await notify.work_created(tx)  # the planner may take it again
     return True
 
 
@@ -320,6 +324,7 @@ async def redispatch(
     if seq is None:
         return False
     await _insert_event(tx, run_id, int(seq), event)
+    await notify.work_created(tx)  # the next attempt is dispatched
     return True
 
 
@@ -378,6 +383,8 @@ async def awaiting_pr(tx: Tx, identifiers: Sequence[str], *, repository: str | N
 
 async def update(tx: Tx, run_id: str, values: Mapping[str, Any]) -> None:
     await tx.rows(sa.update(R).where(R.c.id == run_id).values(**dict(values)))
+    if "pr_head_sha" in values:
+        await notify.work_created(tx)  # a new head: its checks are looked at
 
 
 async def issue_cost(tx: Tx, linear_issue_id: str) -> float:

@@ -12,21 +12,33 @@ log = logs.get("foundry.worker")
 Loop = Callable[[], int]
 
 
-def run(loops: Sequence[Loop], *, stop: threading.Event, poll_s: float) -> None:
-    """Run every loop in turn; sleep `poll_s` only when a full pass found nothing to do.
+def run(
+    loops: Sequence[Loop],
+    *,
+    stop: threading.Event,
+    poll_s: float,
+    wake: threading.Event | None = None,
+) -> None:
+    """Run every loop in turn; when a full pass found nothing to do, wait for `wake` (work was
+    created) or, as a fallback, `poll_s`.
 
+    `wake` is cleared before each pass, so work created during a pass is not slept through;
+    whoever sets `stop` sets `wake` too. Without `wake` the runner polls.
     Stopping is checked between units of work, so SIGTERM lets the current unit finish (and
     release its lease) before the process exits.
     """
+    idle = wake if wake is not None else stop
     log.info("worker.started", loops=[getattr(loop, "__name__", repr(loop)) for loop in loops])
     while not stop.is_set():
+        if wake is not None:
+            wake.clear()
         done = 0
         for loop in loops:
             if stop.is_set():
                 break
             done += _guarded(loop)
         if done == 0:
-            stop.wait(poll_s)
+            idle.wait(poll_s)
     log.info("worker.stopped")
 
 
