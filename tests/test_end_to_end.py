@@ -97,12 +97,21 @@ def test_web_and_two_workers_take_an_issue_to_a_pull_request_with_every_effect_o
         subprocess.Popen(
             servers.foundry_command("worker"),
             env=env,
-            stdout=subprocess.DEVNULL,
+            stdout=(tmp_path / f"worker-{n}.out").open("wb"),
             stderr=(tmp_path / f"worker-{n}.log").open("wb"),
         )
         for n in range(2)
     ]
     try:
+        # Each worker has set its SIGTERM handler once it says it started; a SIGTERM before that
+        # (the flow may finish while a worker is still importing) would end it with -15.
+        for n in range(2):
+            out = tmp_path / f"worker-{n}.out"
+            servers.wait_until(
+                lambda out=out: " started" in out.read_text(),
+                deadline_s=servers.STARTUP_DEADLINE_S,
+                what="a foundry worker to start",
+            )
         with servers.foundry_web(env, workers=1, log=tmp_path / "web.log", port=port) as web:
             raw, headers = linear_request(linear_body("linear_issue_create_labeled"), secret=LINEAR_SECRET)
             for _ in range(3):  # Linear redelivers: still one run

@@ -274,6 +274,13 @@ def stack(db_url: str, tmp_path: Path, sql: Callable[[str], Any]) -> Iterator[St
                                 stderr=subprocess.STDOUT,
                             )
                         )
+                for n in range(2):  # its SIGTERM handler is set once a worker says it started
+                    log_path = tmp_path / f"worker-{n}.log"
+                    servers.wait_until(
+                        lambda log_path=log_path: " started" in log_path.read_text(),
+                        deadline_s=servers.STARTUP_DEADLINE_S,
+                        what="a foundry worker to start",
+                    )
                 runner.start()
                 yield built
             finally:
