@@ -152,7 +152,7 @@ def test_no_match_or_several_asks_a_person_and_slash_repo_resumes_the_run(
     assert all(f"`{name}`" in question for name in candidates) and "/foundry repo owner/name" in question
     assert planner.plan_once() == 0  # it waits for a person, not for the planner
 
-    answer = post_linear(web, "linear_comment_start", **{}).json()  # an unrelated command changes nothing
+    answer = post_linear(web, "linear_comment_start").json()  # an unrelated command changes nothing
     assert answer.get("outcome") == "attached"
     chosen = _repo_comment(web, "acme/web")
     assert chosen.json() == {"outcome": "updated", "run_id": run_id}
