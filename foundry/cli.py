@@ -105,7 +105,28 @@ def _parser() -> argparse.ArgumentParser:
     _deliveries_commands(commands)
     _doctor_command(commands)
     _runner_commands(commands)
+    _metrics_commands(commands)
     return parser
+
+
+def _metrics_commands(commands: Any) -> None:
+    metrics = commands.add_parser("metrics", help="the counters /metrics reads").add_subparsers(
+        dest="metrics_command", required=True, metavar="ACTION"
+    )
+    metrics.add_parser(
+        "recount",
+        help="rebuild the counters from the tables (after restoring a backup or editing rows by hand)",
+    ).set_defaults(handler=_metrics_recount)
+
+
+def _metrics_recount(settings: Settings, args: argparse.Namespace) -> int:
+    from foundry.db import tallies
+
+    found = _container(settings).db.transaction_sync(tallies.recount)
+    for name, values in found.items():
+        total = sum(values.values())
+        print(f"{name}: {total} in {len(values)} series")
+    return 0
 
 
 def _runs_commands(commands: Any) -> None:
@@ -115,8 +136,10 @@ def _runs_commands(commands: Any) -> None:
     listing = runs.add_parser("list", help="recent runs, newest first")
     listing.add_argument("--status", help="only runs in this status: " + ", ".join(RunStatus))
     listing.add_argument("--issue", help="a Linear issue id or identifier (ENG-42)")
+    listing.add_argument("--repository", help="only runs in this repository (owner/name)")
     listing.add_argument("--limit", default="50", help="at most this many (1 to 200, default 50)")
-    listing.add_argument("--offset", default="0", help="skip this many")
+    listing.add_argument("--before", help="the page older than this cursor (printed under a full page)")
+    listing.add_argument("--offset", default="0", help="skip this many (at most 10000; prefer --before)")
     listing.add_argument("--json", action="store_true", help="print JSON")
     listing.set_defaults(handler=_runs_list)
     show = runs.add_parser("show", help="one run: its plan, effects and timeline")
@@ -395,6 +418,8 @@ def _runs_list(settings: Settings, args: argparse.Namespace) -> int:
     query = {
         "status": args.status or "",
         "issue": args.issue or "",
+        "repository": args.repository or "",
+        "before": args.before or "",
         "limit": args.limit,
         "offset": args.offset,
     }
@@ -414,6 +439,8 @@ def _runs_list(settings: Settings, args: argparse.Namespace) -> int:
         for r in page["runs"]
     ]
     print(terminal.table(["RUN", "ISSUE", "STATUS", "TRIGGER", "CREATED", "TITLE"], rows))
+    if page["next_before"] is not None:
+        print(f"# older: foundry runs list --before {page['next_before']}", file=sys.stderr)
     return 0
 
 
@@ -456,6 +483,7 @@ def _deliveries_commands(commands: Any) -> None:
     listing = deliveries.add_parser("list", help="recent deliveries and their verdicts, newest first")
     listing.add_argument("--source", choices=delivery_reads.SOURCES, help="only from this provider")
     listing.add_argument("--limit", default="50", help="at most this many (1 to 200, default 50)")
+    listing.add_argument("--before", help="the page older than this cursor (printed under a full page)")
     listing.add_argument("--json", action="store_true", help="print JSON")
     listing.set_defaults(handler=_deliveries_list)
     test = deliveries.add_parser(
@@ -474,7 +502,7 @@ def _deliveries_commands(commands: Any) -> None:
 
 
 def _deliveries_list(settings: Settings, args: argparse.Namespace) -> int:
-    query = {"source": args.source or "", "limit": args.limit}
+    query = {"source": args.source or "", "limit": args.limit, "before": args.before or ""}
     found = _container(settings).deliveries.list_sync(query)
     if args.json:
         print(json.dumps(found, indent=2))
@@ -491,6 +519,8 @@ def _deliveries_list(settings: Settings, args: argparse.Namespace) -> int:
         for d in found["deliveries"]
     ]
     print(terminal.table(["RECEIVED", "SOURCE", "EVENT", "VERDICT", "RUN", "KEY"], rows))
+    if found["next_before"] is not None:
+        print(f"# older: foundry deliveries list --before {found['next_before']}", file=sys.stderr)
     return 0
 
 

@@ -19,7 +19,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 from sqlalchemy import event
 
-from foundry.db import failures
+from foundry.db import counters, failures
 from foundry.db.tx import AsyncPgTx, SyncTx, Tx, drive
 from foundry.errors import DatabaseUnavailable
 
@@ -94,7 +94,10 @@ class Database:
             with self.engine.connect() as connection:
                 connection = connection.execution_options(foundry_write=write)
                 with connection.begin():
-                    return drive(fn(SyncTx(connection)))
+                    tx = SyncTx(connection)
+                    result = drive(fn(tx))
+                    drive(counters.flush(tx))
+                    return result
         except Exception as exc:
             raise failures.translate(exc) from exc
 
@@ -102,7 +105,10 @@ class Database:
         assert self._pool is not None
         try:
             async with self._pool.connection() as connection:
-                return await fn(AsyncPgTx(connection))
+                tx = AsyncPgTx(connection)
+                result = await fn(tx)
+                await counters.flush(tx)
+                return result
         except Exception as exc:
             translated = failures.translate(exc)
             if isinstance(translated, DatabaseUnavailable):

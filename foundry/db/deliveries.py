@@ -10,7 +10,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from foundry.db import schema
+from foundry.db import schema, tallies
 from foundry.db import tx as txm
 from foundry.db.tx import Row, Tx
 
@@ -56,7 +56,10 @@ async def record(
     """Record the delivery with its verdict; False when its key or its digest was already
     recorded for its source."""
     params = {**delivery.__dict__, "verdict": verdict, "run_id": run_id, "reason": reason}
-    return bool(await tx.rows(_RECORD[tx.dialect], params))
+    if not await tx.rows(_RECORD[tx.dialect], params):
+        return False
+    tallies.delivery_recorded(tx, delivery.source, verdict)
+    return True
 
 
 async def find(tx: Tx, source: str, delivery_key: str, body_digest: str | None = None) -> Row | None:
@@ -66,9 +69,20 @@ async def find(tx: Tx, source: str, delivery_key: str, body_digest: str | None =
 
 
 async def recent(
-    tx: Tx, *, limit: int = 50, source: str | None = None, run_id: str | None = None
+    tx: Tx,
+    *,
+    limit: int = 50,
+    source: str | None = None,
+    run_id: str | None = None,
+    before: tuple[datetime, str] | None = None,
 ) -> Sequence[Row]:
-    stmt = sa.select(D).order_by(D.c.received_at.desc(), D.c.id).limit(limit)
+    """Deliveries newest first by (received_at, id) — an index range (`ix_deliveries_received`,
+    by source `ix_deliveries_source_received`) whatever the history; `before` is a keyset cursor."""
+    stmt = sa.select(D).order_by(D.c.received_at.desc(), D.c.id.desc()).limit(limit)
+    if before is not None:
+        at, delivery_id = before
+        cursor = (sa.literal(at, D.c.received_at.type), sa.literal(delivery_id, D.c.id.type))
+        stmt = stmt.where(sa.tuple_(D.c.received_at, D.c.id) < sa.tuple_(*cursor))
     if source is not None:
         stmt = stmt.where(D.c.source == source)
     if run_id is not None:

@@ -17,7 +17,7 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
-from foundry.db import deliveries, notify, runs, schema
+from foundry.db import deliveries, notify, runs, schema, tallies
 from foundry.db import tx as txm
 from foundry.db.tx import Tx
 
@@ -97,9 +97,12 @@ async def open_or_attach(
         row = await txm.first(tx, _OPEN_OR_ATTACH, _params(run, opened, delivery, since, max_recent))
         assert row is not None
         if row["delivery_id"] is not None:
-            if row["opened"]:
+            opening = Opening(str(row["run_id"]), bool(row["opened"]))
+            tallies.delivery_recorded(tx, delivery.source, "opened" if opening.opened else "attached")
+            if opening.opened:
+                tallies.run_opened(tx, "intake")
                 await notify.work_created(tx)
-            return Opening(str(row["run_id"]), bool(row["opened"]))
+            return opening
         if row["run_id"] is not None:
             raise AlreadyRecorded
     return await _portable(tx, run, opened, delivery, since=since, max_recent=max_recent)

@@ -11,7 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from foundry.db import leases, notify, schema
+from foundry.db import leases, notify, schema, tallies
 from foundry.db import tx as txm
 from foundry.db.tx import Row, Tx
 
@@ -112,8 +112,11 @@ async def settle(
         values["last_error"] = error[:2000]
     if next_attempt_at is not None:
         values["next_attempt_at"] = next_attempt_at
-    stmt = sa.update(OUTBOX).where(*lease.fence(OUTBOX, now)).values(**values).returning(OUTBOX.c.id)
-    return bool(await tx.rows(stmt))
+    stmt = sa.update(OUTBOX).where(*lease.fence(OUTBOX, now)).values(**values).returning(OUTBOX.c.kind)
+    settled = await tx.rows(stmt)
+    if settled and state == "failed":
+        tallies.effect_failed(tx, settled[0]["kind"])
+    return bool(settled)
 
 
 async def find(tx: Tx, effect_key: str) -> Row | None:

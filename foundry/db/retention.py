@@ -7,14 +7,16 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.sql import Executable
 
-from foundry.db import schema
+from foundry.db import schema, tallies
 from foundry.db.tx import Tx
 
 D = schema.deliveries
 K = schema.idempotency_keys
 
 
-def _oldest_first(table: sa.Table, column: sa.Column[datetime], key: list[sa.Column[str]]) -> Executable:
+def _oldest_first(
+    table: sa.Table, column: sa.Column[datetime], key: list[sa.Column[str]], returning: list[sa.Column[str]]
+) -> Executable:
     """DELETE the `limit` oldest rows before the cutoff, by primary key.
 
     Neither database takes `DELETE … LIMIT` portably, so the batch is chosen by a subquery. On
@@ -29,16 +31,19 @@ def _oldest_first(table: sa.Table, column: sa.Column[datetime], key: list[sa.Col
         .with_for_update(skip_locked=True)
     )
     chosen = key[0].in_(batch) if len(key) == 1 else sa.tuple_(*key).in_(batch)
-    return sa.delete(table).where(chosen).returning(key[0])
+    return sa.delete(table).where(chosen).returning(*returning)
 
 
-_DELIVERIES = _oldest_first(D, D.c.received_at, [D.c.id])
-_IDEMPOTENCY_KEYS = _oldest_first(K, K.c.expires_at, [K.c.scope, K.c.key])
+# A pruned delivery leaves the count of recorded deliveries: its (source, verdict) says which.
+_DELIVERIES = _oldest_first(D, D.c.received_at, [D.c.id], [D.c.source, D.c.verdict])
+_IDEMPOTENCY_KEYS = _oldest_first(K, K.c.expires_at, [K.c.scope, K.c.key], [K.c.key])
 
 
 async def prune_deliveries(tx: Tx, *, received_before: datetime, limit: int) -> int:
     """Delete up to `limit` deliveries received before the instant; how many went."""
-    return len(await tx.rows(_DELIVERIES, {"b_before": received_before, "b_limit": limit}))
+    pruned = await tx.rows(_DELIVERIES, {"b_before": received_before, "b_limit": limit})
+    tallies.deliveries_pruned(tx, [(row["source"], row["verdict"]) for row in pruned])
+    return len(pruned)
 
 
 async def prune_idempotency_keys(tx: Tx, *, expired_by: datetime, limit: int) -> int:

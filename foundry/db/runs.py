@@ -12,7 +12,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from foundry.db import leases, notify, schema
+from foundry.db import leases, notify, schema, tallies
 from foundry.db import tx as txm
 from foundry.db.tx import Row, Tx
 
@@ -119,6 +119,7 @@ async def insert_unless_active(
     }
     if not await tx.rows(_INSERT_RUN[tx.dialect], params):
         return False
+    tallies.run_opened(tx, run.status)
     await _insert_event(tx, run.id, 1, opened)
     await notify.work_created(tx)
     return True
@@ -169,6 +170,7 @@ async def transition(
     seq = await txm.scalar(tx, stmt)
     if seq is None:
         return False
+    tallies.run_moved(tx, expected, new)
     data = {"from": expected, "to": new, **event.data}
     await _insert_event(tx, run_id, int(seq), dataclasses.replace(event, data=data))
     if new == "approved" or "pr_head_sha" in (values or {}):
@@ -228,20 +230,25 @@ async def lock(tx: Tx, run_id: str) -> Row | None:
 async def stop_active(
     tx: Tx, linear_issue_id: str, event: NewEvent, *, label_ids: frozenset[str] | None = None
 ) -> Row | None:
-    """Stop the issue's active run, whatever its status, in one conditional UPDATE; the run."""
+    """Stop the issue's active run, whatever its status; the run. The run is read under its row
+    lock first, so the status it leaves is known (and counted) exactly."""
     where: list[Any] = [R.c.linear_issue_id == linear_issue_id, schema.ACTIVE_RUN]
     if label_ids is not None:
         where.append(R.c.trigger_label_id.in_(sorted(label_ids)))
+    active = await txm.first(tx, sa.select(R.c.id, R.c.status).where(*where).with_for_update())
+    if active is None:
+        return None
     stmt = (
         sa.update(R)
-        .where(*where)
+        .where(R.c.id == active["id"], R.c.status == active["status"])
         .values(status="stopped", event_seq=R.c.event_seq + 1, updated_at=event.at)
         .returning(*R.columns)
     )
     row = await txm.first(tx, stmt)
-    if row is None:
+    if row is None:  # not under the row lock just taken; kept so a surprise changes nothing
         return None
-    data = {"to": "stopped", **event.data}
+    tallies.run_moved(tx, active["status"], "stopped")
+    data = {"from": active["status"], "to": "stopped", **event.data}
     await _insert_event(tx, row["id"], int(row["event_seq"]), dataclasses.replace(event, data=data))
     return row
 
@@ -266,6 +273,9 @@ async def get(tx: Tx, run_id: str) -> Row | None:
     return await txm.first(tx, sa.select(R).where(R.c.id == run_id))
 
 
+Cursor = tuple[datetime, str]  # a run's (created_at, id): where a page ends
+
+
 async def listing(
     tx: Tx,
     *,
@@ -273,13 +283,23 @@ async def listing(
     issue: str | None = None,
     repository: str | None = None,
     text: str | None = None,
-    before: tuple[datetime, str] | None = None,
+    before: Cursor | None = None,
+    after: Cursor | None = None,
     limit: int = 50,
     offset: int = 0,
 ) -> Sequence[Row]:
-    """Runs, newest first (ties by id). `text` is a case-insensitive substring of the title or the
-    identifier; `before` is a keyset cursor, the (created_at, id) of the last run of the page before."""
-    stmt = sa.select(R).order_by(R.c.created_at.desc(), R.c.id).limit(limit).offset(offset)
+    """Runs, newest first by (created_at, id). `before`/`after` are keyset cursors: the page of
+    runs older (newer) than that run. Each filter but `text` (a case-insensitive substring of the
+    title or the identifier, read from the rows) has an index in this order, so a page costs an
+    index range however long the history is."""
+    key = sa.tuple_(R.c.created_at, R.c.id)
+    newest_first = after is None
+    order = [R.c.created_at.desc(), R.c.id.desc()] if newest_first else [R.c.created_at, R.c.id]
+    stmt = sa.select(R).order_by(*order).limit(limit).offset(offset)
+    if before is not None:
+        stmt = stmt.where(key < sa.tuple_(*_cursor(before)))
+    if after is not None:
+        stmt = stmt.where(key > sa.tuple_(*_cursor(after)))
     if status is not None:
         stmt = stmt.where(R.c.status == status)
     if issue is not None:
@@ -289,11 +309,13 @@ async def listing(
     if text is not None:
         titled = R.c.title.icontains(text, autoescape=True)
         stmt = stmt.where(sa.or_(titled, R.c.linear_identifier.icontains(text, autoescape=True)))
-    if before is not None:
-        at, run_id = before
-        # The order is (created_at desc, id asc): past the cursor is older, or as old with a later id.
-        stmt = stmt.where(sa.or_(R.c.created_at < at, sa.and_(R.c.created_at == at, R.c.id > run_id)))
-    return await tx.rows(stmt)
+    found = await tx.rows(stmt)
+    return found if newest_first else list(reversed(found))
+
+
+def _cursor(cursor: Cursor) -> tuple[Any, Any]:
+    at, run_id = cursor
+    return sa.literal(at, R.c.created_at.type), sa.literal(run_id, R.c.id.type)
 
 
 async def timeline(tx: Tx, run_id: str) -> Sequence[Row]:

@@ -88,10 +88,14 @@ runs = sa.Table(
         postgresql_where=ACTIVE_RUN,
         sqlite_where=ACTIVE_RUN,
     ),
+    # Every listing is newest first by (created_at, id), filtered or not: each filter has an
+    # index in that order, so a page is an index range whatever the history holds.
+    sa.Index("ix_runs_created", "created_at", "id"),
     sa.Index("ix_runs_issue_created", "linear_issue_id", "created_at"),
-    sa.Index("ix_runs_status", "status"),
+    sa.Index("ix_runs_identifier_created", "linear_identifier", "created_at", "id"),
+    sa.Index("ix_runs_status_created", "status", "created_at", "id"),
     sa.Index("ix_runs_pr", "pr_repository", "pr_number"),
-    sa.Index("ix_runs_repository_created", "repository", "created_at"),
+    sa.Index("ix_runs_repository_created", "repository", "created_at", "id"),
 )
 
 deliveries = sa.Table(
@@ -110,7 +114,8 @@ deliveries = sa.Table(
     sa.Column("received_at", UtcDateTime, nullable=False),
     sa.UniqueConstraint("source", "delivery_key", name="uniq_delivery_per_source"),
     sa.UniqueConstraint("source", "body_digest", name="uniq_delivery_digest_per_source"),
-    sa.Index("ix_deliveries_received", "received_at"),
+    sa.Index("ix_deliveries_received", "received_at", "id"),
+    sa.Index("ix_deliveries_source_received", "source", "received_at", "id"),
     sa.Index("ix_deliveries_run", "run_id"),
 )
 
@@ -218,13 +223,15 @@ subscriptions = sa.Table(
     sa.UniqueConstraint("agent_id", "name", name="uniq_subscription_per_agent"),
 )
 
-# Counters kept in the database, so that every web process reports the same figure (refused
-# deliveries by source and reason, ...). `labels` is the canonical `k=v,k=v` of the series.
+# Counters kept in the database, so that every process reports the same figure, maintained by
+# the transactions that change what they count (see `counters`). `labels` is the canonical
+# `k=v,k=v` of the series; a series is the sum of its shards' rows.
 metric_counters = sa.Table(
     "metric_counters",
     metadata,
     sa.Column("name", sa.String(64), primary_key=True),
     sa.Column("labels", sa.String(255), primary_key=True),
+    sa.Column("shard", sa.SmallInteger, primary_key=True, server_default="0"),
     sa.Column("value", sa.BigInteger, nullable=False),
 )
 

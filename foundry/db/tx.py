@@ -27,8 +27,14 @@ Row = Mapping[str, Any]
 Params = Mapping[str, Any] | None
 
 
+Tally = dict[tuple[str, str], int]
+
+
 class Tx(Protocol):
     dialect: str
+    # Counter deltas this transaction owes `metric_counters` (name, canonical labels → delta):
+    # gathered as the statements run, written in one sorted upsert just before commit.
+    tally: Tally
 
     async def rows(self, stmt: Executable, params: Params = None) -> Sequence[Row]: ...
 
@@ -49,6 +55,7 @@ class SyncTx:
     def __init__(self, connection: Connection) -> None:
         self._connection = connection
         self.dialect = connection.dialect.name
+        self.tally: Tally = {}
 
     async def rows(self, stmt: Executable, params: Params = None) -> Sequence[Row]:
         try:
@@ -101,6 +108,7 @@ class AsyncPgTx:
 
     def __init__(self, connection: psycopg.AsyncConnection[Any]) -> None:
         self._connection = connection
+        self.tally: Tally = {}
 
     async def rows(self, stmt: Executable, params: Params = None) -> Sequence[Row]:
         sql, compiled = _compile(stmt, params)

@@ -21,8 +21,8 @@ from foundry.services.deliveries import SOURCES
 # costs the database one indexed page.
 PAGE = 25
 MAX_PAGE = run_reads.MAX_PAGE
-# No identifier, repository (`owner/name`) or title fragment worth searching for is longer.
-MAX_FILTER = 200
+MAX_FILTER = run_reads.MAX_FILTER
+cursor_text = run_reads.cursor_text
 
 
 @dataclass(frozen=True)
@@ -58,38 +58,12 @@ def run_filters(query: Mapping[str, str]) -> RunFilters:
         raise BadRequest(f"limit must be a whole number from 1 to {MAX_PAGE}.")
     return RunFilters(
         status=status,
-        repository=_short(query, "repository"),
-        issue=_short(query, "issue"),
-        text=_short(query, "q"),
-        before=parse_cursor(query.get("before") or None),
+        repository=run_reads.text_filter(query, "repository"),
+        issue=run_reads.text_filter(query, "issue"),
+        text=run_reads.text_filter(query, "q"),
+        before=run_reads.parse_cursor(query, "before"),
         limit=int(raw_limit),
     )
-
-
-def _short(query: Mapping[str, str], name: str) -> str | None:
-    value = (query.get(name) or "").strip()
-    if len(value) > MAX_FILTER:
-        raise BadRequest(f"{name} is longer than {MAX_FILTER} characters.")
-    return value or None
-
-
-def cursor_text(before: tuple[datetime, str]) -> str:
-    at, run_id = before
-    return f"{at.isoformat()},{run_id}"
-
-
-def parse_cursor(text: str | None) -> tuple[datetime, str] | None:
-    """`<created_at ISO>,<run id>`, as the console's "Older" link writes it."""
-    if text is None:
-        return None
-    at, comma, run_id = text.partition(",")
-    try:
-        moment = datetime.fromisoformat(at)
-    except ValueError:
-        moment = None
-    if not comma or moment is None or moment.tzinfo is None or not 0 < len(run_id) <= 36:
-        raise BadRequest("before must be a cursor from the console's Older link (<time>,<run id>).")
-    return moment, run_id
 
 
 def run_row(row: Row) -> dict[str, Any]:
@@ -112,7 +86,7 @@ async def runs_page(tx: Tx, filters: RunFilters) -> dict[str, Any]:
     last = found[-1] if len(found) == filters.limit else None
     return {
         "runs": [run_row(row) for row in found],
-        "counts": {row["status"]: int(row["n"]) for row in await metrics.runs_by_status(tx)},
+        "counts": dict(await metrics.runs_by_status(tx)),
         "older": (last["created_at"], last["id"]) if last is not None else None,
     }
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 from foundry.db import deliveries
 from foundry.db.database import Database
 from foundry.db.tx import Tx
 from foundry.errors import BadRequest
-from foundry.services.runs import MAX_PAGE, delivery_view
+from foundry.services.runs import MAX_PAGE, cursor_text, delivery_view, parse_cursor
 
 SOURCES = ("linear", "github", "slack")
 DEFAULT_LIMIT = 50
@@ -23,12 +24,19 @@ def list_params(query: Mapping[str, str]) -> dict[str, Any]:
     raw = query.get("limit") or str(DEFAULT_LIMIT)
     if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE:
         raise BadRequest(f"limit must be a whole number from 1 to {MAX_PAGE}.")
-    return {"source": source, "limit": int(raw)}
+    return {"source": source, "limit": int(raw), "before": parse_cursor(query, "before")}
 
 
-async def list_recent(tx: Tx, *, source: str | None, limit: int) -> dict[str, Any]:
-    found = await deliveries.recent(tx, source=source, limit=limit)
-    return {"deliveries": [delivery_view(row) for row in found]}
+async def list_recent(
+    tx: Tx, *, source: str | None, limit: int, before: tuple[datetime, str] | None = None
+) -> dict[str, Any]:
+    """A page of deliveries, with `next_before` (the cursor of the page older) when it is full."""
+    found = await deliveries.recent(tx, source=source, limit=limit, before=before)
+    last = found[-1] if len(found) == limit else None
+    return {
+        "deliveries": [delivery_view(row) for row in found],
+        "next_before": cursor_text((last["received_at"], last["id"])) if last is not None else None,
+    }
 
 
 class Deliveries:

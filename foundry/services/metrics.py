@@ -1,11 +1,12 @@
 """Prometheus metrics, read from the database at scrape time, so every process reports the same truth.
 
-Nothing is counted in memory. A scrape reads one snapshot of `Figures` in one read transaction
-over the tables that already hold the truth — deliveries, runs and their timelines, the outbox —
-and a custom Collector turns it into metric families. What no table records (a refused delivery
-writes nothing) is added to a counter row in `metric_counters` by the process that saw it. Any
-number of web processes, behind any load balancer, answer the same figures; a restart loses
-nothing; no multi-process directory.
+Nothing is counted in memory. The transactions that record a delivery, open or move a run, or
+give up on an effect also count it in `metric_counters` (see `db.tallies`); what no table
+records (a refused delivery writes nothing) is counted there by the process that saw it. A
+scrape reads one snapshot of `Figures` — those counters plus gauges over live work only — in one
+read transaction, so it costs the same at any history size, and a custom Collector turns it
+into metric families. Any number of web processes, behind any load balancer, answer the same
+figures; a restart loses nothing; no multi-process directory.
 """
 
 from __future__ import annotations
@@ -52,14 +53,12 @@ async def read(tx: Tx, now: datetime) -> Figures:
     pending, oldest = await metrics.outbox_pending(tx)
     refused = await counters.series(tx, REFUSED)
     return Figures(
-        deliveries={
-            (r["source"], r["verdict"]): int(r["n"]) for r in await metrics.deliveries_by_verdict(tx)
-        },
-        runs={r["status"]: int(r["n"]) for r in await metrics.runs_by_status(tx)},
-        transitions={r["to"]: int(r["n"]) for r in await metrics.transitions_by_status(tx)},
+        deliveries=await metrics.deliveries_by_verdict(tx),
+        runs=await metrics.runs_by_status(tx),
+        transitions=await metrics.transitions_by_status(tx),
         outbox_pending=pending,
         outbox_oldest_pending_age_s=max(0.0, (now - oldest).total_seconds()) if oldest else 0.0,
-        outbound_failures={r["kind"]: int(r["n"]) for r in await metrics.outbox_failed_by_kind(tx)},
+        outbound_failures=await metrics.outbox_failed_by_kind(tx),
         refused={(labels["source"], labels["reason"]): n for labels, n in refused},
         runs_silent=await metrics.silent_runs(tx),
     )

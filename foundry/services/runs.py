@@ -21,6 +21,10 @@ from foundry.domain.statuses import RunStatus
 from foundry.errors import BadRequest, Conflict, NotFound
 
 MAX_PAGE = 200
+# `offset` is kept for old clients, bounded: skipping rows costs what it skips, a cursor does not.
+MAX_OFFSET = 10_000
+# No identifier, repository (`owner/name`) or title fragment worth searching for is longer.
+MAX_FILTER = 200
 # The effects one view shows: the newest this many. A run decides a few dozen in its life; the
 # bound keeps the view one cheap read even for a run an agent made chatty.
 MAX_EFFECTS = 200
@@ -89,16 +93,50 @@ def _plain(value: Any) -> Any:
 
 
 def page_params(query: Mapping[str, str]) -> dict[str, Any]:
-    """Validated `status`, `issue`, `limit`, `offset` from a query string or CLI flags."""
+    """Validated filters (`status`, `issue`, `repository`) and paging (`before`/`after` cursors,
+    `limit`, a bounded `offset`) from a query string or CLI flags."""
     status = query.get("status") or None
     if status is not None and status not in RunStatus.__members__.values():
         raise BadRequest(f"Unknown status {status!r}.")
+    before, after = parse_cursor(query, "before"), parse_cursor(query, "after")
+    if before is not None and after is not None:
+        raise BadRequest("Give before or after, not both.")
     return {
         "status": status,
-        "issue": query.get("issue") or None,
+        "issue": text_filter(query, "issue"),
+        "repository": text_filter(query, "repository"),
+        "before": before,
+        "after": after,
         "limit": _bounded_int(query, "limit", 50, 1, MAX_PAGE),
-        "offset": _bounded_int(query, "offset", 0, 0, 10**9),
+        "offset": _bounded_int(query, "offset", 0, 0, MAX_OFFSET),
     }
+
+
+def parse_cursor(query: Mapping[str, str], name: str) -> runs.Cursor | None:
+    """A keyset cursor, `<time ISO 8601 with offset>,<id>`, as listings hand it out."""
+    text = query.get(name) or None
+    if text is None:
+        return None
+    at, comma, run_id = text.partition(",")
+    try:
+        moment = datetime.fromisoformat(at)
+    except ValueError:
+        moment = None
+    if not comma or moment is None or moment.tzinfo is None or not 0 < len(run_id) <= 36:
+        raise BadRequest(f"{name} must be a cursor a listing gave: <time, ISO 8601 with offset>,<id>.")
+    return moment, run_id
+
+
+def cursor_text(cursor: runs.Cursor) -> str:
+    at, run_id = cursor
+    return f"{at.isoformat()},{run_id}"
+
+
+def text_filter(query: Mapping[str, str], name: str) -> str | None:
+    value = (query.get(name) or "").strip()
+    if len(value) > MAX_FILTER:
+        raise BadRequest(f"{name} is longer than {MAX_FILTER} characters.")
+    return value or None
 
 
 def _bounded_int(query: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
@@ -111,10 +149,22 @@ def _bounded_int(query: Mapping[str, str], name: str, default: int, low: int, hi
 
 
 async def list_runs(tx: Tx, **page: Any) -> dict[str, Any]:
+    """A page of runs, with the cursors of the pages either side (`next_before`: older, when this
+    page is full; `prev_after`: newer) and, while it stays within bounds, the next offset."""
     found = await runs.listing(tx, **page)
     views = [run_view(row) for row in found]
-    more = len(views) == page["limit"]
-    return {"runs": views, "next_offset": page["offset"] + len(views) if more else None}
+    full = len(views) == page["limit"]
+    next_offset = page["offset"] + len(views)
+    return {
+        "runs": views,
+        "next_before": cursor_text(_key(found[-1])) if full else None,
+        "prev_after": cursor_text(_key(found[0])) if found else None,
+        "next_offset": next_offset if full and next_offset <= MAX_OFFSET else None,
+    }
+
+
+def _key(row: Row) -> runs.Cursor:
+    return row["created_at"], row["id"]
 
 
 async def resolve(tx: Tx, run_id: str) -> Row:

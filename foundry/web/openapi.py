@@ -46,7 +46,7 @@ SUMMARIES: dict[tuple[str, str], str] = {
     ("POST", "/webhooks/linear"): "A Linear webhook delivery, signed by Linear-Signature",
     ("POST", "/webhooks/github"): "A GitHub webhook delivery, signed by X-Hub-Signature-256",
     ("POST", "/webhooks/slack"): "A Slack interaction (button click), signed by X-Slack-Signature",
-    ("GET", "/api/runs"): "Runs, newest first; filters status and issue, paged by limit and offset",
+    ("GET", "/api/runs"): "Runs, newest first; filters status, issue and repository, paged by cursor",
     ("GET", "/api/runs/{run_id}"): "One run, by id or the 8-hex-digit short id: its repository and why, plan,"
     " effects, timeline in sentences, deliveries and links",
     ("POST", "/api/runs/{run_id}/approve"): "Approve a run awaiting approval, as the operator",
@@ -134,11 +134,23 @@ QUERIES: dict[tuple[str, str], dict[str, dict[str, Any]]] = {
     },
     ("GET", "/api/runs"): {
         "status": _STATUS,
-        "issue": {"type": "string", "description": "A Linear issue id or identifier (ENG-42)."},
+        "issue": schemas.text(200, description="A Linear issue id or identifier (ENG-42)."),
+        "repository": schemas.text(200, description="owner/name"),
+        "before": schemas.text(300, description="next_before of a page: the runs older than it."),
+        "after": schemas.text(300, description="prev_after of a page: the runs newer than it."),
         "limit": _LIMIT,
-        "offset": {"type": "integer", "minimum": 0, "maximum": 10**9},
+        "offset": {
+            "type": "integer",
+            "minimum": 0,
+            "maximum": runs.MAX_OFFSET,
+            "description": "Rows to skip; prefer the cursors, whose cost does not grow.",
+        },
     },
-    ("GET", "/api/deliveries"): {**_SOURCE, "limit": _LIMIT},
+    ("GET", "/api/deliveries"): {
+        **_SOURCE,
+        "limit": _LIMIT,
+        "before": schemas.text(300, description="next_before of a page: the deliveries older than it."),
+    },
     ("GET", INSTALLED): {
         "code": schemas.text(512, description="The authorization code Linear issued."),
         "state": schemas.text(256, description="The signed state the install sent to Linear."),

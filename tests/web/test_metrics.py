@@ -78,7 +78,7 @@ def test_every_run_status_is_reported_and_transitions_count_by_the_status_entere
 
 
 def test_the_outbox_queue_reports_its_size_its_oldest_age_and_failures_by_kind(
-    clocked: tuple[TestClient, wiring.Container], sql: Callable[[str], Any]
+    clocked: tuple[TestClient, wiring.Container],
 ) -> None:
     client, container = clocked
     assert scrape(client)["foundry_outbox_oldest_pending_age_seconds"] == {(): 0.0}
@@ -89,11 +89,20 @@ def test_the_outbox_queue_reports_its_size_its_oldest_age_and_failures_by_kind(
             lambda tx: outbox.enqueue(tx, effect, now=NOW - timedelta(seconds=age_s))
         )
 
+    def give_up_on_the_oldest_due() -> None:
+        async def claim_and_fail(tx: Any) -> None:
+            claimed = await outbox.claim_due(tx, owner="sender", now=NOW, ttl=timedelta(seconds=60))
+            assert claimed is not None
+            assert await outbox.settle(tx, claimed[0], now=NOW, state="failed", error="gave up")
+
+        container.db.transaction_sync(claim_and_fail)
+
+    enqueue("c", "slack_message", 600)
+    give_up_on_the_oldest_due()
+    enqueue("d", "linear_comment", 500)
+    give_up_on_the_oldest_due()
     enqueue("a", "linear_comment", 90)
     enqueue("b", "linear_comment", 30)
-    enqueue("c", "slack_message", 600)
-    enqueue("d", "linear_comment", 5)
-    sql("UPDATE outbox SET state = 'failed' WHERE effect_key IN ('c', 'd')")
     samples = scrape(client)
     assert samples["foundry_outbox_pending"] == {(): 2.0}
     assert samples["foundry_outbox_oldest_pending_age_seconds"] == {(): 90.0}

@@ -68,7 +68,10 @@ def test_webhook_bodies_and_their_signature_headers_are_declared(document: dict[
 
 @pytest.mark.parametrize(
     ("path", "names"),
-    [("/api/runs", {"status", "issue", "limit", "offset"}), ("/api/deliveries", {"source", "limit"})],
+    [
+        ("/api/runs", {"status", "issue", "repository", "before", "after", "limit", "offset"}),
+        ("/api/deliveries", {"source", "limit", "before"}),
+    ],
 )
 def test_query_parameters_are_declared(document: dict[str, Any], path: str, names: set[str]) -> None:
     parameters = document["paths"][path]["get"]["parameters"]
