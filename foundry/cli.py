@@ -269,12 +269,14 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     _print_warnings(settings, args.host)
     container = wiring.build(settings)
     stop = threading.Event()
-    loops = wiring.worker_loops(settings, container.db, wiring.worker_id())
+    alarm = runner.Alarm(wiring.utcnow)
+    loops = wiring.worker_loops(settings, container.db, wiring.worker_id(), alarm)
     woken = wake.Wake(settings.database_url).start()
+    poll_s = wiring.idle_wait(settings, woken.hearing, alarm)
     worker = threading.Thread(
         target=runner.run,
         args=(loops,),
-        kwargs={"stop": stop, "poll_s": settings.worker.poll_s, "wake": woken.event},
+        kwargs={"stop": stop, "poll_s": poll_s, "wake": woken.event},
         name="foundry-worker",
         daemon=True,
     )
@@ -305,10 +307,13 @@ def _worker(settings: Settings, args: argparse.Namespace) -> int:
     owner = wiring.worker_id()
     print(f"foundry worker {owner} started", flush=True)
     _print_warnings(settings, None)
-    loops = wiring.worker_loops(settings, container.db, owner)
+    alarm = runner.Alarm(wiring.utcnow)
+    loops = wiring.worker_loops(settings, container.db, owner, alarm)
     woken.start()
     try:
-        runner.run(loops, stop=stop, poll_s=settings.worker.poll_s, wake=woken.event)
+        runner.run(
+            loops, stop=stop, poll_s=wiring.idle_wait(settings, woken.hearing, alarm), wake=woken.event
+        )
     finally:
         woken.close()
     container.db.engine.dispose()

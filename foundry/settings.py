@@ -201,9 +201,13 @@ class WorkerConfig(_Section):
     # A lease outlives the slowest step it covers (a model call, `planner.timeout_s`) and is
     # heartbeated at a third of its length, so only a dead or paused worker loses one.
     lease_s: float = Field(60, gt=0)
-    # How long an idle loop waits before looking for work again: new work is picked up
-    # within this, at the cost of one cheap claim query per loop per interval.
+    # How long an idle worker waits before looking for work again when nothing wakes it (SQLite,
+    # where another process's work sends no notification; Postgres while its LISTEN reconnects).
     poll_s: float = Field(0.2, gt=0)
+    # The same while notifications wake it (Postgres): work arrives with its NOTIFY, so this only
+    # bounds how late a worker notices what no one announces — a lease left by a dead worker.
+    # Each look is a few cheap claims: 10 s keeps an idle worker under 0.5 transactions a second.
+    idle_poll_s: float = Field(10, gt=0)
     outbox_max_attempts: int = Field(10, gt=0)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
@@ -101,7 +102,10 @@ def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
-def worker_loops(settings: Settings, db: Database, owner: str) -> list[runner.Loop]:
+def worker_loops(
+    settings: Settings, db: Database, owner: str, alarm: runner.Alarm | None = None
+) -> list[runner.Loop]:
+    """The loops one worker runs; `alarm` hears when a backed-off effect is due again."""
     lease = timedelta(seconds=settings.worker.lease_s)
     # One client each, shared by the loops (a worker runs them one at a time).
     linear, reader = linear_client(settings, db), github_reader(settings)
@@ -128,6 +132,7 @@ def worker_loops(settings: Settings, db: Database, owner: str) -> list[runner.Lo
         max_attempts=settings.worker.outbox_max_attempts,
         clock=utcnow,
         redact=logs.use_secrets(secret_values(settings)),
+        retry_at=alarm.ring_at if alarm is not None else None,
     )
     dispatcher = dispatch.Dispatch(
         db, jobs=jobs(settings), agent=settings.dispatch.agent, owner=owner, lease=lease, clock=utcnow
@@ -153,6 +158,17 @@ def worker_loops(settings: Settings, db: Database, owner: str) -> list[runner.Lo
         Retention(db, clock=utcnow).prune_once,
         silence.Silence(db, silence_s=settings.runs.agent_silence_s, clock=utcnow).flag_silent_once,
     ]
+
+
+def idle_wait(settings: Settings, hearing: Callable[[], bool], alarm: runner.Alarm) -> Callable[[], float]:
+    """How long an idle worker waits: long while notifications wake it, short while nothing
+    does; never past the next retry it knows of."""
+
+    def wait_s() -> float:
+        fallback = settings.worker.idle_poll_s if hearing() else settings.worker.poll_s
+        return alarm.cap(fallback)
+
+    return wait_s
 
 
 def reconcilers(

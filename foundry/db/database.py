@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import time
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
+import psycopg
 import sqlalchemy as sa
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
@@ -31,6 +33,8 @@ TxFn = Callable[[Tx], Coroutine[Any, Any, T]]
 POOL_WAIT_S = 3.0
 # SQLite's busy timeout: how long a writer waits for another process's write lock.
 SQLITE_BUSY_S = 10.0
+# A pooled Postgres connection idle this long is pinged before it is used again.
+PING_IDLE_S = 30.0
 
 
 def sqlalchemy_url(url: str) -> str:
@@ -123,12 +127,38 @@ def make_engine(url: str, pool_size: int = 10) -> sa.Engine:
         engine = sa.create_engine(url, connect_args={"timeout": SQLITE_BUSY_S, "check_same_thread": False})
         _sqlite_pragmas(engine)
         return engine
-    return sa.create_engine(
+    engine = sa.create_engine(
         sqlalchemy_url(url),
         pool_size=min(pool_size, 10),
-        pool_pre_ping=True,
+        # The connection used last goes out first: an idle worker keeps reusing one, and the
+        # rest age until `_ping_when_idle` checks them.
+        pool_use_lifo=True,
         pool_timeout=POOL_WAIT_S,
     )
+    _ping_when_idle(engine)
+    return engine
+
+
+def _ping_when_idle(engine: sa.Engine) -> None:
+    """Ping a pooled connection before use only when it sat idle `PING_IDLE_S` (the server may
+    have restarted meanwhile). `pool_pre_ping` would ping every checkout: an extra transaction
+    for every one an idle worker makes. A stale connection that slips through fails its unit of
+    work, which is retried, and the disconnect invalidates the rest of the pool."""
+
+    @event.listens_for(engine, "checkin")
+    def _checked_in(dbapi_connection: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _checked_out(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+        since = record.info.get("idle_since")
+        if since is None or time.monotonic() - since < PING_IDLE_S:
+            return
+        try:
+            dbapi_connection.execute("SELECT 1")
+            dbapi_connection.rollback()
+        except psycopg.Error as exc:  # the pool retries the checkout on a new connection
+            raise sa.exc.DisconnectionError(str(exc)) from exc
 
 
 def _sqlite_pragmas(engine: sa.Engine) -> None:

@@ -48,6 +48,8 @@ class Jobs:
             job["repository"] = run["repository"]
             job["base_branch"] = repository.base if repository is not None else "main"
             job["clone_url"] = (
-                repository.clone_url if repository is not None else f"https://github.com/{run['repository']}.git"
+                repository.clone_url
+                if repository is not None
+                else f"https://github.com/{run['repository']}.git"
             )
         return job

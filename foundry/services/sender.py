@@ -56,8 +56,11 @@ class Sender:
         max_attempts: int,
         clock: Clock,
         redact: Callable[[str], str] = logs.scrub,
+        retry_at: Callable[[datetime], None] | None = None,
     ) -> None:
+        """`retry_at` hears when an effect backs off until: the worker wakes then to retry it."""
         self._db = db
+        self._retry_at = retry_at
         self._linear = linear
         self._slack = slack
         self._webhook_agents = webhook_agents
@@ -142,6 +145,8 @@ class Sender:
             return True, await _on_given_up(tx, row, state, error or state, now)
 
         settled, run_outcome = self._db.transaction_sync(settle)
+        if settled and next_at is not None and self._retry_at is not None:
+            self._retry_at(next_at)
         log.info(
             "outbox.attempt",
             effect_key=row["effect_key"],

@@ -44,6 +44,10 @@ class Wake:
         self._thread.start()
         return self
 
+    def hearing(self) -> bool:
+        """Whether notifications reach this worker now (a LISTEN is in place)."""
+        return self.backend_pid is not None
+
     def wait_listening(self, timeout: float, *, not_on: int | None = None) -> bool:
         """Whether a LISTEN is in place (on another backend than `not_on`) within `timeout`."""
         with self._listening:
