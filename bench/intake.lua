@@ -40,11 +40,14 @@ function request()
 end
 
 function response(status, headers, body)
-  -- 202 is an effect (opened/attached); another 2xx means duplicate or ignored.
-  if status == 202 then
-    accepted = accepted + 1
-  elseif status < 300 then
-    other_2xx = other_2xx + 1
+  -- Every accepted delivery is a 200: an effect says so in its body (opened/attached); any
+  -- other 2xx answer (duplicate, ignored) is one a new delivery must never get.
+  if status >= 200 and status < 300 then
+    if body and (string.find(body, '"outcome":%s*"opened"') or string.find(body, '"outcome":%s*"attached"')) then
+      accepted = accepted + 1
+    else
+      other_2xx = other_2xx + 1
+    end
   end
 end
 

@@ -3,8 +3,9 @@
 On `POST /webhooks/linear` it reads the body, checks the hex HMAC-SHA256 `Linear-Signature`,
 parses the JSON and, in one transaction on psycopg's `AsyncConnectionPool`, records the
 delivery (unique per source + `Linear-Delivery`) and opens a run unless the issue already has
-an active one (a partial unique index decides, as in Foundry). It answers like Foundry:
-`202 {"outcome": "opened" | "attached", "run_id": ...}`, or `200 {"outcome": "duplicate"}`.
+an active one (a partial unique index decides, as in Foundry). It answers like Foundry — `200`
+to every accepted delivery, since Linear counts any other code as a failure:
+`{"outcome": "opened" | "attached", "run_id": ...}`, or `{"outcome": "duplicate"}`.
 
 No trigger rules, no timeline, no logging, no metrics: it is the floor Foundry is measured
 against, not a product. Run by `bench/intake.py` as
@@ -107,10 +108,10 @@ async def receive(request: Request) -> JSONResponse:
             return JSONResponse({"outcome": "duplicate"})
         opened = await (await conn.execute(_OPEN, (issue_id, identifier, title))).fetchone()
         if opened is not None:
-            return JSONResponse({"outcome": "opened", "run_id": str(opened[0])}, status_code=202)
+            return JSONResponse({"outcome": "opened", "run_id": str(opened[0])})
         active = await (await conn.execute(_ACTIVE_ID, (issue_id,))).fetchone()
     run_id = str(active[0]) if active else None
-    return JSONResponse({"outcome": "attached", "run_id": run_id}, status_code=202)
+    return JSONResponse({"outcome": "attached", "run_id": run_id})
 
 
 async def readyz(request: Request) -> JSONResponse:

@@ -64,6 +64,11 @@ _BY_NAME = (
 )
 
 
+def shard() -> int:
+    """The counter row a Postgres transaction adds to, chosen at random."""
+    return _shard.randrange(SHARDS)
+
+
 def canonical(labels: Mapping[str, str]) -> str:
     return ",".join(f"{key}={value}" for key, value in sorted(labels.items()))
 
@@ -87,7 +92,7 @@ async def flush(tx: Tx) -> None:
         return
     if tx.dialect == "postgresql":
         rows = [{"name": name, "labels": labels, "value": by} for (name, labels), by in deltas]
-        params = {"shard": _shard.randrange(SHARDS), "deltas": json.dumps(rows)}
+        params = {"shard": shard(), "deltas": json.dumps(rows)}
         await tx.rows(_INCREMENT_MANY, params)
         return
     for (name, labels), by in deltas:  # SQLite: one writer at a time, one shard

@@ -4,7 +4,9 @@ Postgres: the web hot path runs on psycopg's async pool, everything synchronous 
 tests) on a SQLAlchemy engine. SQLite: every transaction runs on a SQLAlchemy engine whose
 write transactions begin with `BEGIN IMMEDIATE` — a deferred transaction that reads then writes
 silently loses updates across processes — and, in an async app, on one writer thread, which
-keeps p99 flat where forty threads would only queue on SQLite's single write lock.
+keeps p99 flat where forty threads would only queue on SQLite's single write lock. Every write
+first takes its turn (`write_turn`): the web's writer, the worker loops of `foundry serve` and
+other processes hand the lock over at once instead of sleeping in SQLite's busy handler.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from sqlalchemy import event
 
 from foundry.db import counters, failures
 from foundry.db.tx import AsyncPgTx, SyncTx, Tx, drive
+from foundry.db.write_turn import WriteTurn, database_path
 from foundry.errors import DatabaseUnavailable
 
 T = TypeVar("T")
@@ -31,8 +34,11 @@ TxFn = Callable[[Tx], Coroutine[Any, Any, T]]
 # How long a request may wait for a pooled connection before we answer 503: well inside
 # Linear's 5 s delivery deadline, so the sender sees our Retry-After rather than a time-out.
 POOL_WAIT_S = 3.0
-# SQLite's busy timeout: how long a writer waits for another process's write lock.
+# SQLite's busy timeout: how long a writer waits for a write lock taken outside the turns (a
+# `foundry migrate`, a person's sqlite3 shell).
 SQLITE_BUSY_S = 10.0
+# How long a writer waits for its turn before the database counts as unavailable (503).
+WRITE_TURN_WAIT_S = 10.0
 # A pooled Postgres connection idle this long is pinged before it is used again.
 PING_IDLE_S = 30.0
 
@@ -59,6 +65,8 @@ class Database:
         self._pool: AsyncConnectionPool[Any] | None = None
         self._writer: concurrent.futures.ThreadPoolExecutor | None = None
         self._readers: concurrent.futures.ThreadPoolExecutor | None = None
+        sqlite = self.dialect == "sqlite"
+        self._turn = WriteTurn(database_path(url), wait_s=WRITE_TURN_WAIT_S) if sqlite else None
 
     async def open(self) -> None:
         """Start the async side (call from the event loop that will use it)."""
@@ -94,6 +102,12 @@ class Database:
         return await loop.run_in_executor(executor, self.transaction_sync, fn, write)
 
     def transaction_sync(self, fn: TxFn[T], write: bool = True) -> T:
+        if write and self._turn is not None:
+            with self._turn.held():
+                return self._transaction_sync(fn, write)
+        return self._transaction_sync(fn, write)
+
+    def _transaction_sync(self, fn: TxFn[T], write: bool) -> T:
         try:
             with self.engine.connect() as connection:
                 connection = connection.execution_options(foundry_write=write)

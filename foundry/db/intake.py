@@ -1,8 +1,9 @@
 """Intake's write: open a run or attach to the active one, and record the delivery — at once.
 
 On Postgres the common cases are one statement (data-modifying CTEs): insert the run unless
-`uniq_active_run_per_issue` already holds one, append its first timeline event, and record the
-delivery against whichever run is now the issue's active one — unless its key or its digest was
+`uniq_active_run_per_issue` already holds one, append its first timeline event, record the
+delivery against whichever run is now the issue's active one, count both for `/metrics` and
+notify the workers of a new run — unless its key or its digest was
 recorded before (the delivery's `ON CONFLICT DO NOTHING` has no target, so either unique
 constraint makes it a duplicate, exactly as `deliveries.record` does). Only when that statement could
 not see the active run (it committed while we waited on its index entry) does the portable path
@@ -17,7 +18,7 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
-from foundry.db import deliveries, notify, runs, schema, tallies
+from foundry.db import counters, deliveries, notify, runs, schema, tallies
 from foundry.db import tx as txm
 from foundry.db.tx import Tx
 
@@ -71,10 +72,27 @@ WITH run AS (
            CASE WHEN opened THEN 'opened' ELSE 'attached' END, run_id, :now
     FROM target WHERE run_id IS NOT NULL
     ON CONFLICT DO NOTHING
-    RETURNING id
+    RETURNING id, verdict
+), counted AS (
+    -- Reads the delivery's RETURNING, so it runs once the inserts above (and any wait on another
+    -- transaction's index entry) are done: like `counters.flush`, the counter row is the last
+    -- lock this transaction takes.
+    INSERT INTO metric_counters (name, labels, shard, value)
+    SELECT name, labels, CAST(:shard AS smallint), 1 FROM (
+        SELECT '{tallies.DELIVERIES}' AS name,
+               'source=' || CAST(:source AS text) || ',verdict=' || verdict AS labels
+        FROM delivery
+        UNION ALL
+        SELECT '{tallies.RUNS}', 'status=intake' FROM delivery, run
+    ) AS counts
+    ORDER BY name, labels
+    ON CONFLICT (name, labels, shard) DO UPDATE SET value = metric_counters.value + 1
+    RETURNING 1
+), notified AS (
+    SELECT pg_notify('{notify.CHANNEL}', '') FROM delivery, run
 )
 SELECT target.run_id, target.opened, (SELECT id FROM delivery) AS delivery_id,
-       (SELECT count(*) FROM event) AS events
+       (SELECT count(*) FROM event) AS events, (SELECT count(*) FROM notified) AS notified
 FROM target
 """)
 
@@ -96,13 +114,8 @@ async def open_or_attach(
     if tx.dialect == "postgresql":
         row = await txm.first(tx, _OPEN_OR_ATTACH, _params(run, opened, delivery, since, max_recent))
         assert row is not None
-        if row["delivery_id"] is not None:
-            opening = Opening(str(row["run_id"]), bool(row["opened"]))
-            tallies.delivery_recorded(tx, delivery.source, "opened" if opening.opened else "attached")
-            if opening.opened:
-                tallies.run_opened(tx, "intake")
-                await notify.work_created(tx)
-            return opening
+        if row["delivery_id"] is not None:  # counted and notified by the statement itself
+            return Opening(str(row["run_id"]), bool(row["opened"]))
         if row["run_id"] is not None:
             raise AlreadyRecorded
     return await _portable(tx, run, opened, delivery, since=since, max_recent=max_recent)
@@ -159,4 +172,5 @@ def _params(
         "delivery_key": delivery.delivery_key,
         "body_digest": delivery.body_digest,
         "delivery_event": delivery.event,
+        "shard": counters.shard(),
     }

@@ -54,27 +54,51 @@ def loads(body: bytes | str, *, invalid: str = "The body is not valid JSON.") ->
         raise BadRequest(f"The JSON is nested deeper than {MAX_DEPTH} levels.") from exc
     except ValueError as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
         raise BadRequest(invalid) from exc
-    check_tree(value)
+    check_tree(value, strings=_may_hold_unstorable(text))
     return value
 
 
-def check_tree(value: Any) -> None:
-    """Walk a parsed JSON value without recursion; refuse the first thing no column could hold."""
-    stack: list[tuple[Any, int, str]] = [(value, 1, "")]
+def _may_hold_unstorable(text: str) -> bool:
+    """Whether a parsed string could hold a NUL or a lone surrogate: only one written raw in the
+    text, or a backslash-u escape, can put one there. Most bodies have neither, and their strings
+    then need no second look."""
+    return "\\u" in text or _UNSTORABLE.search(text) is not None
+
+
+# Where a node sits in the tree, kept as links to its parent and spelled out only for an error
+# message: building a path string for every node cost more than the checks themselves.
+_Where = tuple[Any, "str | int"] | None
+
+
+def check_tree(value: Any, *, strings: bool = True) -> None:
+    """Walk a parsed JSON value without recursion; refuse the first thing no column could hold
+    (with `strings` False the strings are known storable, and only depth and numbers are checked)."""
+    stack: list[tuple[Any, int, _Where]] = [(value, 1, None)]
     while stack:
         item, depth, where = stack.pop()
         if depth > MAX_DEPTH:
             raise BadRequest(f"The JSON is nested deeper than {MAX_DEPTH} levels.")
         if isinstance(item, str):
-            check(item, f"The {_named(where)}")
+            if strings and problem(item) is not None:
+                check(item, f"The {_named(_spelled(where))}")
         elif isinstance(item, float) and not math.isfinite(item):
-            raise BadRequest(f"The {_named(where)} is a number too large to hold.")
+            raise BadRequest(f"The {_named(_spelled(where))} is a number too large to hold.")
         elif isinstance(item, dict):
             for key, child in item.items():
-                check(key, f"A key in the {_named(where)}")
-                stack.append((child, depth + 1, f"{where}.{key}" if where else key))
+                if strings and problem(key) is not None:
+                    check(key, f"A key in the {_named(_spelled(where))}")
+                stack.append((child, depth + 1, (where, key)))
         elif isinstance(item, list):
-            stack.extend((child, depth + 1, f"{where}[{i}]") for i, child in enumerate(item))
+            stack.extend((child, depth + 1, (where, i)) for i, child in enumerate(item))
+
+
+def _spelled(where: _Where) -> str:
+    """`a.b[0].c` from the links that lead to a node."""
+    parts: list[str] = []
+    while where is not None:
+        where, step = where
+        parts.append(f"[{step}]" if isinstance(step, int) else f".{step}")
+    return "".join(reversed(parts)).removeprefix(".")
 
 
 def _named(where: str) -> str:

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import threading
+import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
 import pytest
 import sqlalchemy as sa
 
-from foundry.db import database, notify, outbox
+from foundry.db import database, deliveries, intake, notify, outbox, runs
 from foundry.db.tx import Tx
 from foundry.worker import runner, wake
 from tests import databases
@@ -159,3 +160,28 @@ def test_on_sqlite_work_created_wakes_this_process_loops(
     local.event.clear()
     notify.signal_local()
     assert not local.event.is_set()  # closed: no longer subscribed
+
+
+def test_intake_notifies_when_it_opens_a_run_and_not_when_it_attaches(
+    pg_url: str, woken: wake.Wake, heard: Heard
+) -> None:
+    """Intake's one statement carries its own `pg_notify`: one for the run it opened, none for a
+    delivery it attached or one it found already recorded."""
+    db = database.Database(pg_url)
+
+    def deliver(key: str) -> intake.Opening | None:
+        run = runs.NewRun(str(uuid.uuid4()), "issue-1", "ENG-1", "t", "intake", "label", NOW)
+        seen = deliveries.NewDelivery(str(uuid.uuid4()), "linear", key, "Issue.create", NOW, body_digest=key)
+        opened = runs.NewEvent("opened", NOW, "dana")
+        since = NOW - timedelta(days=1)
+        return db.transaction_sync(
+            lambda tx: intake.open_or_attach(tx, run, opened, seen, since=since, max_recent=9)
+        )
+
+    first = deliver("first")
+    assert first is not None and first.opened
+    assert deliver("second") == intake.Opening(first.run_id, False)
+    _notify_committed(pg_url, "after")
+    assert heard.wait_for("after")
+    assert heard.payloads == ["", "after"]
+    db.engine.dispose()
