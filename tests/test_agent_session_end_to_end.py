@@ -37,6 +37,8 @@ DEADLINE_S = 30.0
 CONFIG = """
 [worker]
 poll_s = 0.05
+# Notifications wake the workers at once; a dead worker's lease is noticed at the fallback poll.
+idle_poll_s = 0.2
 # A killed worker's leases lapse this soon, so the take-over comes well inside the test's deadlines
 # (the default, 60 s, is sized for a model call, which the offline planner never makes); long enough
 # that a send slowed by a loaded machine (seen: 3 s) rarely outlives its lease and goes out twice.

@@ -39,6 +39,8 @@ DEADLINE_S = 30.0
 CONFIG = """
 [worker]
 poll_s = 0.05
+# Notifications wake the workers at once; a dead worker's lease is noticed at the fallback poll.
+idle_poll_s = 0.2
 
 [[approvals.approvers]]
 name = "Lee Marsh"

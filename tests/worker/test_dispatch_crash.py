@@ -16,7 +16,7 @@ from tests import agentkit, servers
 from tests.agentkit import AgentServer
 from tests.worker.conftest import status
 
-CONFIG = "[worker]\nlease_s = 2\npoll_s = 0.05\n"
+CONFIG = "[worker]\nlease_s = 2\npoll_s = 0.05\nidle_poll_s = 0.2\n"
 
 
 @pytest.fixture

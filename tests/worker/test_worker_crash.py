@@ -29,6 +29,8 @@ channel = "C0APPROVAL"
 [worker]
 lease_s = 2
 poll_s = 0.05
+# Notifications wake the workers at once; a dead worker's lease is noticed at the fallback poll.
+idle_poll_s = 0.2
 """
 
 
