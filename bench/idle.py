@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import secrets
 import signal
 import statistics
 import subprocess
@@ -42,7 +41,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import psycopg
-from psycopg import sql
+from dispatch import Process  # the benchmarks' shared helpers
+from intake import BenchError, check_local, scratch_database
 
 FOUNDRY = Path(sys.executable).parent / "foundry"
 
@@ -54,18 +54,12 @@ TARGET_TX_PER_S = 0.5  # per idle worker: a few dozen idle workers then cost a d
 SETTLE_S = 15.0
 SAMPLE_S = 1.0  # how often the counter is read; the slope over all samples is the figure
 READY_TIMEOUT_S = 30.0
-STOP_TIMEOUT_S = 15.0
 CLI_TIMEOUT_S = 120.0
 POLL_S = 0.05
 APP_NAME = "foundry-idle-worker-{}"
 # Log events of a worker that failed at something while idle: not a clean measurement.
 FAILURES = ("worker.loop_failed", "worker.storage_error", "Traceback")
 TOP_STATEMENTS = 10
-LOG_TAIL_LINES = 30
-
-
-class BenchError(Exception):
-    """The benchmark could not run (as opposed to a worker misbehaving)."""
 
 
 class Failed(Exception):
@@ -75,67 +69,8 @@ class Failed(Exception):
 # --- scratch databases -----------------------------------------------------------------------
 
 
-def check_local(admin_url: str) -> None:
-    host = urlsplit(admin_url).hostname
-    if host not in {"127.0.0.1", "localhost", "::1"}:
-        raise BenchError(f"--postgres-url must point at this machine, not {host!r}")
-
-
-@contextlib.contextmanager
-def scratch_database(admin_url: str, prefix: str) -> Iterator[str]:
-    """A fresh database, dropped (with any lingering sessions) on the way out."""
-    name = f"{prefix}_{secrets.token_hex(4)}"
-    ident = sql.Identifier(name)
-    with psycopg.connect(admin_url, autocommit=True, connect_timeout=10) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(ident))
-    try:
-        yield urlsplit(admin_url)._replace(path=f"/{name}").geturl()
-    finally:
-        with psycopg.connect(admin_url, autocommit=True, connect_timeout=10) as admin:
-            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(ident))
-
-
 def db_name(url: str) -> str:
     return urlsplit(url).path.lstrip("/")
-
-
-# --- processes -------------------------------------------------------------------------------
-
-
-class Process:
-    """A `foundry` subcommand as its own process group, logging to a file; stopped TERM, then KILL."""
-
-    def __init__(self, name: str, args: Sequence[str], env: dict[str, str], workdir: Path) -> None:
-        self.name = name
-        self.log_path = workdir / f"{name}.log"
-        with self.log_path.open("wb") as log:
-            self.proc = subprocess.Popen(
-                [str(FOUNDRY), *args],
-                env=env,
-                cwd=workdir,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def tail(self, lines: int = LOG_TAIL_LINES) -> str:
-        return "\n".join(self.log().splitlines()[-lines:])
-
-    def stop(self) -> None:
-        if not self.alive():
-            return
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, sig)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.proc.wait(STOP_TIMEOUT_S)
-                return
 
 
 def foundry_env(db_url: str, workdir: Path, poll_s: float | None) -> dict[str, str]:

@@ -194,17 +194,21 @@ def check_local(admin_url: str) -> None:
 
 
 @contextlib.contextmanager
-def scratch_database(admin_url: str, prefix: str) -> Iterator[str]:
-    """A fresh database, dropped (with any lingering sessions) on the way out."""
+def scratch_database(admin_url: str, prefix: str, keep: bool = False) -> Iterator[str]:
+    """A fresh database, dropped (with any lingering sessions) on the way out unless `keep`."""
     name = f"{prefix}_{secrets.token_hex(4)}"
     ident = sql.Identifier(name)
     with psycopg.connect(admin_url, autocommit=True, connect_timeout=10) as admin:
         admin.execute(sql.SQL("CREATE DATABASE {}").format(ident))
+    url = database_url(admin_url, name)
     try:
-        yield database_url(admin_url, name)
+        yield url
     finally:
-        with psycopg.connect(admin_url, autocommit=True, connect_timeout=10) as admin:
-            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(ident))
+        if keep:
+            print(f"kept {url}", flush=True)
+        else:
+            with psycopg.connect(admin_url, autocommit=True, connect_timeout=10) as admin:
+                admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(ident))
 
 
 def count(url: str, query: str, params: Sequence[Any]) -> int:

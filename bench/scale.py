@@ -33,7 +33,6 @@ import json
 import os
 import secrets
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -45,11 +44,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 import psycopg
-from psycopg import sql
+from dispatch import LOG_TAIL_LINES, Process  # the benchmarks' shared helpers
+from intake import BenchError, check_local, free_port, scratch_database
 
 BENCH_DIR = Path(__file__).resolve().parent
 FIXTURE = BENCH_DIR.parent / "tests" / "fixtures" / "linear_issue_create_labeled.json"
@@ -63,80 +62,9 @@ HISTORY_DAYS = 730  # the seeded runs spread over two years
 OFFSET = 1000  # the offset timed; the API refuses past MAX_OFFSET
 MAX_OFFSET = 10_000
 READY_TIMEOUT_S = 60.0
-STOP_TIMEOUT_S = 15.0
 CLI_TIMEOUT_S = 1800.0  # a recount over a million runs' timelines takes a while
 REQUEST_TIMEOUT_S = 120.0  # an unbounded scan of 8M events is slow, not broken: measure it
 POLL_S = 0.05
-LOG_TAIL_LINES = 30
-
-
-class BenchError(Exception):
-    """The benchmark could not run (as opposed to Foundry answering badly)."""
-
-
-# --- scratch databases -----------------------------------------------------------------------
-
-
-def check_local(admin_url: str) -> None:
-    host = urlsplit(admin_url).hostname
-    if host not in {"127.0.0.1", "localhost", "::1"}:
-        raise BenchError(f"--postgres-url must point at this machine, not {host!r}")
-
-
-@contextlib.contextmanager
-def scratch_database(admin_url: str, prefix: str, keep: bool) -> Iterator[str]:
-    """A fresh database, dropped (with any lingering sessions) on the way out unless `keep`."""
-    name = f"{prefix}_{secrets.token_hex(4)}"
-    ident = sql.Identifier(name)
-    with psycopg.connect(admin_url, autocommit=True, connect_timeout=10) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(ident))
-    url = urlsplit(admin_url)._replace(path=f"/{name}").geturl()
-    try:
-        yield url
-    finally:
-        if keep:
-            print(f"kept {url}", flush=True)
-        else:
-            with psycopg.connect(admin_url, autocommit=True, connect_timeout=10) as admin:
-                admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(ident))
-
-
-# --- processes -------------------------------------------------------------------------------
-
-
-class Process:
-    """A `foundry` subcommand as its own process group, logging to a file; stopped TERM, then KILL."""
-
-    def __init__(self, name: str, args: Sequence[str], env: dict[str, str], workdir: Path) -> None:
-        self.name = name
-        self.log_path = workdir / f"{name}.log"
-        with self.log_path.open("wb") as log:
-            # Its own session, so that stop() reaches uvicorn's worker processes too.
-            self.proc = subprocess.Popen(
-                [str(FOUNDRY), *args],
-                env=env,
-                cwd=workdir,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def tail(self, lines: int = LOG_TAIL_LINES) -> str:
-        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-        return "\n".join(text.splitlines()[-lines:])
-
-    def stop(self) -> None:
-        if not self.alive():
-            return
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, sig)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.proc.wait(STOP_TIMEOUT_S)
-                return
 
 
 def cli(env: dict[str, str], workdir: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -150,13 +78,6 @@ def cli(env: dict[str, str], workdir: Path, *args: str) -> subprocess.CompletedP
         timeout=CLI_TIMEOUT_S,
         check=False,
     )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def foundry_env(db_url: str, workdir: Path, api_token: str, secret: str) -> dict[str, str]:
