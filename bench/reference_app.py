@@ -24,6 +24,7 @@ import hmac
 import json
 import os
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
@@ -85,7 +86,17 @@ def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
 
-async def receive(request: Request) -> JSONResponse:
+@dataclass(frozen=True)
+class Checked:
+    key: str  # Linear-Delivery
+    issue_id: str
+    identifier: str
+    title: str
+
+
+async def check(request: Request) -> Checked | JSONResponse:
+    """Read, verify and parse a delivery (shared with `reference_sqlite`): what it names, or the
+    error to answer."""
     body = await request.body()
     if len(body) > MAX_BODY:
         return _error(413, "The body is too large.")
@@ -100,6 +111,14 @@ async def receive(request: Request) -> JSONResponse:
         return _error(400, "The body is not a Linear issue event.")
     if not key:
         return _error(400, "The Linear-Delivery header is missing.")
+    return Checked(key, issue_id, identifier, title)
+
+
+async def receive(request: Request) -> JSONResponse:
+    checked = await check(request)
+    if isinstance(checked, JSONResponse):
+        return checked
+    key, issue_id, identifier, title = checked.key, checked.issue_id, checked.identifier, checked.title
     pool: AsyncConnectionPool[Any] = request.app.state.pool
     # The pool's context commits on a clean exit: delivery and run land together or not at all.
     async with pool.connection() as conn:

@@ -24,16 +24,13 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import hashlib
-import hmac
-import json
 import os
 import sqlite3
 import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeVar
 
-from reference_app import ACTIVE
+from reference_app import ACTIVE, check
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -75,7 +72,6 @@ ON CONFLICT (linear_issue_id) WHERE {_ACTIVE_SQL} DO NOTHING RETURNING id
 """
 _ACTIVE_ID = f"SELECT id FROM ref_runs WHERE linear_issue_id = ? AND {_ACTIVE_SQL}"
 
-MAX_BODY = 1024 * 1024
 # Foundry's busy timeout: only another process's writer could make us wait (the bench's reads
 # never do, under WAL).
 BUSY_S = 10.0
@@ -133,25 +129,11 @@ class Writer:
         self._executor.shutdown(wait=True)
 
 
-def _error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status)
-
-
 async def receive(request: Request) -> JSONResponse:
-    body = await request.body()
-    if len(body) > MAX_BODY:
-        return _error(413, "The body is too large.")
-    expected = hmac.new(request.app.state.secret, body, hashlib.sha256).hexdigest()
-    if not hmac.compare_digest(expected, request.headers.get("linear-signature", "").strip().lower()):
-        return _error(401, "The Linear-Signature header does not match the body.")
-    key = request.headers.get("linear-delivery", "").strip()
-    try:
-        issue: dict[str, Any] = json.loads(body)["data"]
-        issue_id, identifier, title = str(issue["id"]), str(issue["identifier"]), str(issue["title"])
-    except (ValueError, KeyError, TypeError):
-        return _error(400, "The body is not a Linear issue event.")
-    if not key:
-        return _error(400, "The Linear-Delivery header is missing.")
+    checked = await check(request)
+    if isinstance(checked, JSONResponse):
+        return checked
+    key, issue_id, identifier, title = checked.key, checked.issue_id, checked.identifier, checked.title
     writer: Writer = request.app.state.writer
     return JSONResponse(await writer.run(intake, key, issue_id, identifier, title))
 
