@@ -50,15 +50,27 @@ def test_the_alarm_shortens_a_wait_until_it_has_rung_then_is_forgotten() -> None
 def test_the_fallback_poll_is_long_only_while_notifications_wake_the_worker(
     hearing: bool, expected: float
 ) -> None:
-    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    settings = Settings(_env_file=None)
     wait_s = wiring.idle_wait(settings, lambda: hearing, runner.Alarm(Ticking()))
     assert wait_s() == expected
 
 
-def test_an_idle_worker_hearing_notifications_does_not_poll() -> None:
-    """Five idle passes would take a second at the 0.2 s poll; with notifications it makes one."""
-    passes, stop, wake = [], threading.Event(), threading.Event()
-    second = threading.Event()
+class Waits(threading.Event):
+    """The runner's wake event, noting how long each idle wait was asked to last."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked: list[float | None] = []
+        self.waiting = threading.Event()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.asked.append(timeout)
+        self.waiting.set()
+        return super().wait(timeout)
+
+
+def test_an_idle_worker_hearing_notifications_waits_the_long_poll_until_woken() -> None:
+    passes, stop, wake, second = [], threading.Event(), Waits(), threading.Event()
 
     def idle_loop() -> int:
         passes.append(1)
@@ -66,15 +78,15 @@ def test_an_idle_worker_hearing_notifications_does_not_poll() -> None:
             second.set()
         return 0
 
-    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    settings = Settings(_env_file=None)
     wait_s = wiring.idle_wait(settings, lambda: True, runner.Alarm(Ticking()))
     worker = threading.Thread(
         target=runner.run, args=([idle_loop],), kwargs={"stop": stop, "poll_s": wait_s, "wake": wake}
     )
     worker.start()
     try:
-        assert not second.wait(1.0)
-        assert len(passes) == 1
+        assert wake.waiting.wait(DEADLINE_S)
+        assert (wake.asked, passes) == ([settings.worker.idle_poll_s], [1])  # 10 s, not 0.2 s
         wake.set()  # a notification
         assert second.wait(DEADLINE_S)
     finally:
@@ -125,6 +137,7 @@ def test_an_effect_that_backs_off_is_retried_when_due_not_at_the_long_poll(
             wake.set()
             worker.join(DEADLINE_S)
     found = db.transaction_sync(lambda tx: outbox.find(tx, effect.effect_key))
+    assert found is not None
     assert (found["state"], found["attempts"]) == ("sent", 2)
 
 
