@@ -21,8 +21,6 @@ from foundry.services.deliveries import SOURCES
 # costs the database one indexed page.
 PAGE = 25
 MAX_PAGE = run_reads.MAX_PAGE
-MAX_FILTER = run_reads.MAX_FILTER
-cursor_text = run_reads.cursor_text
 
 
 @dataclass(frozen=True)
@@ -41,7 +39,7 @@ class RunFilters:
             "repository": self.repository,
             "issue": self.issue,
             "q": self.text,
-            "before": cursor_text(self.before) if self.before else None,
+            "before": run_reads.cursor_text(self.before) if self.before else None,
             "limit": str(self.limit) if self.limit != PAGE else None,
             **changes,
         }

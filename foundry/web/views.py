@@ -12,6 +12,7 @@ from urllib.parse import quote, urlencode
 
 from foundry.domain.statuses import RunStatus
 from foundry.services import console
+from foundry.services import runs as run_reads
 from foundry.services.deliveries import SOURCES
 from foundry.web import markup as m
 from foundry.web.access import Viewer
@@ -92,7 +93,7 @@ def _labelled(label: str, field: m.Safe) -> m.Safe:
 
 
 def _input(name: str, value: str | None, **attributes: Any) -> m.Safe:
-    limit = str(console.MAX_FILTER)
+    limit = str(run_reads.MAX_FILTER)
     return m.void("input", name=name, id=f"filter-{name}", value=value or "", maxlength=limit, **attributes)
 
 
@@ -137,7 +138,7 @@ def _pager(found: dict[str, Any], filters: console.RunFilters) -> m.Safe:
     if filters.before is not None:
         links.append(m.link("/?" + urlencode(filters.query(before="")), "← Newest"))
     if found["older"] is not None:
-        older = console.cursor_text(found["older"])
+        older = run_reads.cursor_text(found["older"])
         links.append(m.link("/?" + urlencode(filters.query(before=older)), "Older →", rel="next"))
     return m.tag("div", m.join(links), class_="pager")
 
