@@ -4,7 +4,8 @@ Postgres: the web hot path runs on psycopg's async pool, everything synchronous 
 tests) on a SQLAlchemy engine. SQLite: every transaction runs on a SQLAlchemy engine whose
 write transactions begin with `BEGIN IMMEDIATE` — a deferred transaction that reads then writes
 silently loses updates across processes — and, in an async app, on one writer thread, which
-keeps p99 flat where forty threads would only queue on SQLite's single write lock. Every write
+keeps p99 flat where forty threads would only queue on SQLite's single write lock, and commits
+the transactions queued meanwhile together (`group_commit`). Every write
 first takes its turn (`write_turn`): the web's writer, the worker loops of `foundry serve` and
 other processes hand the lock over at once instead of sleeping in SQLite's busy handler.
 """
@@ -24,6 +25,7 @@ from psycopg_pool import AsyncConnectionPool
 from sqlalchemy import event
 
 from foundry.db import counters, failures
+from foundry.db.group_commit import GroupCommitWriter
 from foundry.db.tx import AsyncPgTx, SyncTx, Tx, drive
 from foundry.db.write_turn import WriteTurn, database_path
 from foundry.errors import DatabaseUnavailable
@@ -63,7 +65,7 @@ class Database:
         self.dialect = self.engine.dialect.name
         self._pool_size = pool_size
         self._pool: AsyncConnectionPool[Any] | None = None
-        self._writer: concurrent.futures.ThreadPoolExecutor | None = None
+        self._writer: GroupCommitWriter | None = None
         self._readers: concurrent.futures.ThreadPoolExecutor | None = None
         sqlite = self.dialect == "sqlite"
         self._turn = WriteTurn(database_path(url), wait_s=WRITE_TURN_WAIT_S) if sqlite else None
@@ -81,25 +83,28 @@ class Database:
             )
             await self._pool.open()
         else:
-            self._writer = concurrent.futures.ThreadPoolExecutor(1, "foundry-sqlite-writer")
+            assert self._turn is not None
+            self._writer = GroupCommitWriter(self.engine, self._turn, run_alone=self.transaction_sync)
             self._readers = concurrent.futures.ThreadPoolExecutor(4, "foundry-sqlite-reader")
 
     async def close(self) -> None:
         if self._pool is not None:
             await self._pool.close()
-        for executor in (self._writer, self._readers):
-            if executor is not None:
-                executor.shutdown(wait=True)
+        if self._writer is not None:
+            self._writer.close()
+        if self._readers is not None:
+            self._readers.shutdown(wait=True)
         self.engine.dispose()
 
     async def transaction(self, fn: TxFn[T], *, write: bool = True) -> T:
         if self._pool is not None:
             return await self._pg_transaction(fn)
-        executor = self._writer if write else self._readers
-        if executor is None:
+        if self._writer is None or self._readers is None:
             raise RuntimeError("Database.open() was not awaited")
+        if write:
+            return await asyncio.wrap_future(self._writer.submit(fn))
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(executor, self.transaction_sync, fn, write)
+        return await loop.run_in_executor(self._readers, self.transaction_sync, fn, write)
 
     def transaction_sync(self, fn: TxFn[T], write: bool = True) -> T:
         if write and self._turn is not None:
