@@ -62,7 +62,7 @@ import urllib.request
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -118,6 +118,54 @@ GOALS = {
 }
 
 
+# --- CPU accounting ----------------------------------------------------------------------------
+# With wrk, the server and the database on the same few cores, throughput is CPU bound: where
+# each request's CPU goes tells what a change can still win.
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+@dataclass(frozen=True)
+class CpuUse:
+    server_s: float  # the server's processes (its session: uvicorn and its workers)
+    database_s: float  # every `postgres` process (0 on SQLite, whose work is the server's)
+
+    def per_request_us(self, requests: int) -> tuple[float, float]:
+        n = max(requests, 1)
+        return self.server_s / n * 1e6, self.database_s / n * 1e6
+
+
+def _proc_cpu() -> dict[int, tuple[str, int, float]]:
+    """pid -> (command, session id, CPU seconds so far) for every process we may read."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            raw = (entry / "stat").read_text()
+            command = raw[raw.index("(") + 1 : raw.rindex(")")]
+            fields = raw[raw.rindex(")") + 2 :].split()
+            # fields[0] is field 3 (state): session is field 6, utime 14, stime 15.
+            cpu = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+            found[int(entry.name)] = (command, int(fields[3]), cpu)
+    return found
+
+
+def cpu_between(
+    before: dict[int, tuple[str, int, float]], after: dict[int, tuple[str, int, float]], session: int
+) -> CpuUse:
+    """CPU used between two snapshots by `session`'s processes and by Postgres (processes alive
+    at the end; one that started during the phase counts from zero)."""
+    server = database = 0.0
+    for pid, (command, sid, cpu) in after.items():
+        used = cpu - before.get(pid, (command, sid, 0.0))[2]
+        if sid == session:
+            server += used
+        elif command == "postgres":
+            database += used
+    return CpuUse(server, database)
+
+
 # --- results ---------------------------------------------------------------------------------
 
 
@@ -133,6 +181,7 @@ class LoadResult:
     other_2xx: int  # 2xx duplicate or ignored, which a new delivery must never be
     non_2xx: int
     socket_errors: int
+    cpu: CpuUse | None = None  # where the machine's CPU went during the phase (Linux only)
 
     @property
     def rps(self) -> float:
@@ -530,8 +579,10 @@ class LoadPhase:
             prefix = workdir / "requests"
             # Signed just now, so that every webhookTimestamp is fresh during the phase.
             write_requests(signer.new_issues(wanted), prefix, self.threads)
+            before = _proc_cpu()
             figures = run_wrk(server.port, prefix, self.threads, self.connections, self.seconds)
-            result = load_result(figures)
+            assert server.proc is not None
+            result = replace(load_result(figures), cpu=cpu_between(before, _proc_cpu(), server.proc.pid))
             self.rate_guess = max(self.rate_guess, result.rps)
             if not figures["wrapped"]:
                 return result
@@ -752,6 +803,7 @@ def load_rows(phase: str, ours: LoadResult, ref: LoadResult, goals: Goals) -> li
         ),
         row("", "max ms", f"{ours.max_ms:.1f}", f"{ref.max_ms:.1f}"),
         row("", "requests", f"{ours.requests:,}", f"{ref.requests:,}"),
+        *cpu_rows(ours, ref),
         row(
             "",
             "errors",
@@ -762,6 +814,33 @@ def load_rows(phase: str, ours: LoadResult, ref: LoadResult, goals: Goals) -> li
             verdict(not ours.problems()),
         ),
     ]
+
+
+def cpu_rows(ours: LoadResult, ref: LoadResult) -> list[str]:
+    """CPU per request: the server's processes, then Postgres's (reported, not judged)."""
+    if ours.cpu is None or ref.cpu is None:
+        return []
+    mine, theirs = ours.cpu.per_request_us(ours.requests), ref.cpu.per_request_us(ref.requests)
+    rows = [
+        row(
+            "",
+            "server CPU us/req",
+            f"{mine[0]:,.0f}",
+            f"{theirs[0]:,.0f}",
+            f"{ratio(mine[0], theirs[0]):.2f}x",
+        )
+    ]
+    if mine[1] or theirs[1]:
+        rows.append(
+            row(
+                "",
+                "Postgres CPU us/req",
+                f"{mine[1]:,.0f}",
+                f"{theirs[1]:,.0f}",
+                f"{ratio(mine[1], theirs[1]):.2f}x",
+            )
+        )
+    return rows
 
 
 def storm_rows(ours: StormResult, ref: StormResult, goals: Goals) -> list[str]:
