@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -11,7 +12,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from foundry.db import leases, notify, schema, tallies
+from foundry.db import leases, notify, schema, tallies, updates
 from foundry.db import tx as txm
 from foundry.db.tx import Row, Tx
 
@@ -73,23 +74,32 @@ async def claim_due(
 ) -> tuple[leases.Lease, Row] | None:
     """Lease the oldest due effect, counting the attempt now (a crash mid-send still counts).
     Effects of the `ordered` kinds are sent one at a time per run, oldest first."""
-    ready = [OUTBOX.c.state == "pending", OUTBOX.c.next_attempt_at <= now]
-    if ordered:
-        ready.append(_in_order(ordered))
-    claimed = await leases.claim(
-        tx, OUTBOX, ready, owner=owner, now=now, ttl=ttl, order_by=OUTBOX.c.next_attempt_at
-    )
+    claimed = await _claim_for(ordered)(tx, owner=owner, now=now, ttl=ttl)
     if claimed is None:
         return None
     lease, row = claimed
-    attempts = await txm.scalar(
-        tx,
-        sa.update(OUTBOX)
-        .where(OUTBOX.c.id == lease.row_id)
-        .values(attempts=OUTBOX.c.attempts + 1)
-        .returning(OUTBOX.c.attempts),
-    )
+    attempts = await txm.scalar(tx, _COUNT_ATTEMPT, {"b_id": lease.row_id})
     return lease, {**row, "attempts": int(attempts)}
+
+
+_COUNT_ATTEMPT = (
+    sa.update(OUTBOX)
+    .where(OUTBOX.c.id == sa.bindparam("b_id"))
+    .values(attempts=OUTBOX.c.attempts + 1)
+    .returning(OUTBOX.c.attempts)
+)
+
+
+@functools.cache
+def _claim_for(ordered: tuple[str, ...]) -> leases.Claim:
+    """The claim of a due effect, built once per set of ordered kinds (a sender has one)."""
+    ready = [
+        OUTBOX.c.state == "pending",
+        OUTBOX.c.next_attempt_at <= leases.at_claim(OUTBOX.c.next_attempt_at),
+    ]
+    if ordered:
+        ready.append(_in_order(ordered))
+    return leases.Claim(OUTBOX, ready, order_by=OUTBOX.c.next_attempt_at)
 
 
 async def settle(
@@ -112,11 +122,12 @@ async def settle(
         values["last_error"] = error[:2000]
     if next_attempt_at is not None:
         values["next_attempt_at"] = next_attempt_at
-    stmt = sa.update(OUTBOX).where(*lease.fence(OUTBOX, now)).values(**values).returning(OUTBOX.c.kind)
-    settled = await tx.rows(stmt)
-    if settled and state == "failed":
-        tallies.effect_failed(tx, settled[0]["kind"])
-    return bool(settled)
+    settled = await updates.update(
+        tx, OUTBOX, sets=values, matches={}, returning=("kind",), lease=lease, at=now
+    )
+    if settled is not None and state == "failed":
+        tallies.effect_failed(tx, settled["kind"])
+    return settled is not None
 
 
 async def find(tx: Tx, effect_key: str) -> Row | None:

@@ -12,7 +12,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from foundry.db import leases, notify, schema, tallies
+from foundry.db import leases, notify, schema, tallies, updates
 from foundry.db import tx as txm
 from foundry.db.tx import Row, Tx
 
@@ -158,18 +158,19 @@ async def transition(
 ) -> bool:
     """Compare-and-set the status (and, for a lease holder, the lease); only a transition that
     happened reaches the timeline. `values` are further columns set in the same UPDATE."""
-    where: list[Any] = [R.c.id == run_id, R.c.status == expected]
-    if lease is not None:
-        where += lease.fence(R, event.at)
-    stmt = (
-        sa.update(R)
-        .where(*where)
-        .values(status=new, event_seq=R.c.event_seq + 1, updated_at=event.at, **dict(values or {}))
-        .returning(R.c.event_seq)
+    moved = await updates.update(
+        tx,
+        R,
+        sets={"status": new, "updated_at": event.at, **dict(values or {})},
+        matches={"id": run_id, "status": expected},
+        returning=("event_seq",),
+        lease=lease,
+        at=event.at,
+        bump_seq=True,
     )
-    seq = await txm.scalar(tx, stmt)
-    if seq is None:
+    if moved is None:
         return False
+    seq = moved["event_seq"]
     tallies.run_moved(tx, expected, new)
     data = {"from": expected, "to": new, **event.data}
     await _insert_event(tx, run_id, int(seq), dataclasses.replace(event, data=data))
@@ -420,16 +421,19 @@ async def fenced_update(
     tx: Tx, run_id: str, lease: leases.Lease, values: Mapping[str, Any], event: NewEvent
 ) -> bool:
     """A lease holder's write that changes no status: fenced, and on the timeline."""
-    stmt = (
-        sa.update(R)
-        .where(*lease.fence(R, event.at))
-        .values(event_seq=R.c.event_seq + 1, updated_at=event.at, **dict(values))
-        .returning(R.c.event_seq)
+    written = await updates.update(
+        tx,
+        R,
+        sets={"updated_at": event.at, **dict(values)},
+        matches={},
+        returning=("event_seq",),
+        lease=lease,
+        at=event.at,
+        bump_seq=True,
     )
-    seq = await txm.scalar(tx, stmt)
-    if seq is None:
+    if written is None:
         return False
-    await _insert_event(tx, run_id, int(seq), event)
+    await _insert_event(tx, run_id, int(written["event_seq"]), event)
     return True
 
 

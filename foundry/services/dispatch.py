@@ -24,6 +24,10 @@ from foundry.services import effects
 from foundry.services.jobs import Jobs
 
 log = logs.get("foundry.dispatch")
+# An approved run, the longest approved first.
+_CLAIM = leases.Claim(
+    schema.runs, [schema.runs.c.status == RunStatus.APPROVED], order_by=schema.runs.c.updated_at
+)
 Clock = Callable[[], datetime]
 
 
@@ -49,16 +53,7 @@ class Dispatch:
         return 1
 
     async def _claim(self, tx: Tx) -> tuple[leases.Lease, Row] | None:
-        ready = [schema.runs.c.status == RunStatus.APPROVED]
-        return await leases.claim(
-            tx,
-            schema.runs,
-            ready,
-            owner=self._owner,
-            now=self._clock(),
-            ttl=self._ttl,
-            order_by=schema.runs.c.updated_at,
-        )
+        return await _CLAIM(tx, owner=self._owner, now=self._clock(), ttl=self._ttl)
 
     async def _dispatch(self, tx: Tx, lease: leases.Lease, run: Row) -> str:
         repository = self._jobs.repository(run)

@@ -29,6 +29,13 @@ from foundry.errors import StorageError
 from foundry.services import effects
 
 log = logs.get("foundry.planning")
+# A run to plan, oldest first; one waiting for a person (which repository?) is not planned
+# until they answer.
+_CLAIM = leases.Claim(
+    schema.runs,
+    [schema.runs.c.status.in_([RunStatus.INTAKE, RunStatus.PLANNING]), schema.runs.c.awaiting.is_(None)],
+    order_by=schema.runs.c.created_at,
+)
 Clock = Callable[[], datetime]
 
 
@@ -89,20 +96,7 @@ class Planning:
 
     async def _claim(self, tx: Tx) -> tuple[leases.Lease, Mapping[str, Any]] | None:
         now = self._clock()
-        # A run waiting for a person (which repository?) is not planned until they answer.
-        ready = [
-            schema.runs.c.status.in_([RunStatus.INTAKE, RunStatus.PLANNING]),
-            schema.runs.c.awaiting.is_(None),
-        ]
-        claimed = await leases.claim(
-            tx,
-            schema.runs,
-            ready,
-            owner=self._owner,
-            now=now,
-            ttl=self._ttl,
-            order_by=schema.runs.c.created_at,
-        )
+        claimed = await _CLAIM(tx, owner=self._owner, now=now, ttl=self._ttl)
         if claimed is None:
             return None
         lease, run = claimed

@@ -24,6 +24,16 @@ from foundry.services import effects
 
 log = logs.get("foundry.pr_checks")
 R = schema.runs
+# A run with an open PR whose head commit was not checked yet.
+_CLAIM = leases.Claim(
+    R,
+    [
+        R.c.status.in_([RunStatus.PR_OPEN, RunStatus.REVIEW_REQUIRED]),
+        R.c.pr_head_sha.is_not(None),
+        (R.c.pr_checked_sha.is_(None)) | (R.c.pr_checked_sha != R.c.pr_head_sha),
+    ],
+    order_by=R.c.updated_at,
+)
 
 
 class PrChecks:
@@ -56,14 +66,7 @@ class PrChecks:
         return 1
 
     async def _claim(self, tx: Tx) -> tuple[leases.Lease, Row] | None:
-        ready = [
-            R.c.status.in_([RunStatus.PR_OPEN, RunStatus.REVIEW_REQUIRED]),
-            R.c.pr_head_sha.is_not(None),
-            (R.c.pr_checked_sha.is_(None)) | (R.c.pr_checked_sha != R.c.pr_head_sha),
-        ]
-        return await leases.claim(
-            tx, R, ready, owner=self._owner, now=self._clock(), ttl=self._ttl, order_by=R.c.updated_at
-        )
+        return await _CLAIM(tx, owner=self._owner, now=self._clock(), ttl=self._ttl)
 
     def _files(self, run: Mapping[str, Any]) -> tuple[list[str] | None, str]:
         """The PR's paths, or None and why they could not be read (a retryable failure raises:
