@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,7 @@ from foundry.services.intake import Delivery, Intake, IntakeResult
 from tests import databases
 
 WAIT_S = 30.0
+TxFn = Callable[[Tx], Coroutine[Any, Any, Any]]
 ISSUE = events.IssueRef("issue-1", "ENG-1", "Group me")
 ACTOR = events.Actor("u1", "Dana", "dana@example.com")
 NOW = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
@@ -65,7 +66,7 @@ def commits_of(db: database.Database) -> list[int]:
     return seen
 
 
-def count(who: str, *, fail: bool = False) -> Any:
+def count(who: str, *, fail: bool = False) -> TxFn:
     async def write(tx: Tx) -> str:
         counters.add(tx, "writes", {"who": who})
         await counters.flush(tx)  # written now, so that a failure below has something to undo
@@ -97,19 +98,35 @@ async def held_writer(db: database.Database) -> tuple[asyncio.Future[Any], threa
     return holding, release
 
 
+async def in_one_group(
+    db: database.Database,
+    transactions: list[Coroutine[Any, Any, Any]],
+    *,
+    futures: list[asyncio.Future[Any]] | None = None,
+) -> list[Any]:
+    """Start `transactions` (coroutines that each write through `db`) behind a held writer, so
+    that they form one group (or as few as `MAX_BATCH` allows), and their outcomes: a result, or
+    the exception of one that failed. `futures` is filled before the writer is released."""
+    holding, release = await held_writer(db)
+    queued = [asyncio.ensure_future(transaction) for transaction in transactions]
+    if futures is not None:
+        futures.extend(queued)
+    # One turn of the loop: each task runs to its first await, its submission to the writer.
+    await asyncio.sleep(0)
+    release.set()
+    assert await holding == "held"
+    return await asyncio.gather(*queued, return_exceptions=True)
+
+
 def test_transactions_queued_meanwhile_share_one_commit(url: str) -> None:
     on_open_database(url, queued_meanwhile_share_one_commit)
 
 
 async def queued_meanwhile_share_one_commit(db: database.Database) -> None:
     commits = commits_of(db)
-    holding, release = await held_writer(db)
-    queued = [asyncio.ensure_future(db.transaction(count(f"w{n}"))) for n in range(20)]
-    # One turn of the loop: each task runs to its first await, its submission to the writer.
-    await asyncio.sleep(0)
-    release.set()
-    assert await holding == "held"
-    assert await asyncio.gather(*queued) == [f"w{n}" for n in range(20)]
+    assert await in_one_group(db, [db.transaction(count(f"w{n}")) for n in range(20)]) == [
+        f"w{n}" for n in range(20)
+    ]
     assert len(commits) == 2  # the holder alone, then the twenty together
     assert total(db) == {f"w{n}": 1 for n in range(20)}
 
@@ -119,12 +136,7 @@ def test_a_failing_transaction_rolls_back_alone(url: str) -> None:
 
 
 async def failing_transaction_rolls_back_alone(db: database.Database) -> None:
-    holding, release = await held_writer(db)
-    queued = [asyncio.ensure_future(db.transaction(count(f"w{n}", fail=n % 4 == 0))) for n in range(12)]
-    await asyncio.sleep(0)
-    release.set()
-    await holding
-    outcomes = await asyncio.gather(*queued, return_exceptions=True)
+    outcomes = await in_one_group(db, [db.transaction(count(f"w{n}", fail=n % 4 == 0)) for n in range(12)])
     failed = [n for n, outcome in enumerate(outcomes) if isinstance(outcome, Oops)]
     assert failed == [0, 4, 8]
     assert total(db) == {f"w{n}": 1 for n in range(12) if n % 4}
@@ -135,10 +147,7 @@ def test_nothing_is_answered_before_the_commit_and_a_failed_commit_fails_the_gro
 
 
 async def answered_after_commit_and_failed_together(db: database.Database) -> None:
-    holding, release = await held_writer(db)
-    # A failure too waits for the COMMIT: it may rest on what an earlier member wrote (a
-    # delivery found already recorded), which the failed COMMIT then undoes.
-    queued = [asyncio.ensure_future(db.transaction(count(f"w{n}", fail=n == 2))) for n in range(5)]
+    queued: list[asyncio.Future[Any]] = []
     answered_at_commit: list[bool] = []
 
     @event.listens_for(db.engine, "commit")
@@ -147,10 +156,11 @@ async def answered_after_commit_and_failed_together(db: database.Database) -> No
         if len(answered_at_commit) == 2:  # the group's COMMIT (the holder's was the first)
             raise OSError("disk I/O error")
 
-    await asyncio.sleep(0)
-    release.set()
-    await holding
-    outcomes = await asyncio.gather(*queued, return_exceptions=True)
+    # A failure too waits for the COMMIT: it may rest on what an earlier member wrote (a
+    # delivery found already recorded), which the failed COMMIT then undoes.
+    outcomes = await in_one_group(
+        db, [db.transaction(count(f"w{n}", fail=n == 2)) for n in range(5)], futures=queued
+    )
     assert answered_at_commit == [False, False]
     assert all(isinstance(outcome, OSError) for outcome in outcomes), outcomes
     assert total(db) == {}
@@ -163,12 +173,7 @@ def test_groups_are_bounded(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
 
 async def groups_of_four(db: database.Database) -> None:
     commits = commits_of(db)
-    holding, release = await held_writer(db)
-    queued = [asyncio.ensure_future(db.transaction(count(f"w{n}"))) for n in range(10)]
-    await asyncio.sleep(0)
-    release.set()
-    await holding
-    await asyncio.gather(*queued)
+    await in_one_group(db, [db.transaction(count(f"w{n}")) for n in range(10)])
     assert len(commits) == 1 + 3  # 4 + 4 + 2
     assert sum(total(db).values()) == 10
 
@@ -198,13 +203,8 @@ def test_copies_of_one_delivery_in_one_group_all_name_its_run(url: str) -> None:
     async def copies(db: database.Database) -> None:
         intake = Intake(db, approvers=(), max_runs_per_day=10)
         intent = triggers.OpenRun(ISSUE, "label", ACTOR)
-        holding, release = await held_writer(db)
         delivery = Delivery("linear", "delivery-1", "Issue.create", NOW, digest="d1")
-        queued = [asyncio.ensure_future(intake.handle(delivery, intent)) for _ in range(5)]
-        await asyncio.sleep(0)
-        release.set()
-        await holding
-        outcomes.extend(await asyncio.gather(*queued))
+        outcomes.extend(await in_one_group(db, [intake.handle(delivery, intent) for _ in range(5)]))
 
     on_open_database(url, copies)
     assert [o.outcome for o in outcomes] == ["opened"] + ["duplicate"] * 4
