@@ -107,11 +107,7 @@ def github_request(
     if run_id:
         text = text.replace("RUNSHORT", run_id.replace("-", "")[:8]).replace("RUN_ID", run_id)
     raw = json.dumps(json.loads(text)).encode()
-    kind = event or {
-        "github_ping": "ping",
-        "github_check_suite_failed": "check_suite",
-        "github_pull_request_review_changes_requested": "pull_request_review",
-    }.get(name, "pull_request")
+    kind = event or _github_event(name)
     headers = {
         "Content-Type": "application/json",
         "X-GitHub-Event": kind,
@@ -120,6 +116,18 @@ def github_request(
         "X-Hub-Signature-256": "sha256=" + signatures.hex_hmac(secret, raw),
     }
     return raw, headers
+
+
+def _github_event(fixture: str) -> str:
+    """The `X-GitHub-Event` GitHub sends with the body of `fixture`."""
+    for prefix, kind in (("github_issues_", "issues"), ("github_issue_comment_", "issue_comment")):
+        if fixture.startswith(prefix):
+            return kind
+    return {
+        "github_ping": "ping",
+        "github_check_suite_failed": "check_suite",
+        "github_pull_request_review_changes_requested": "pull_request_review",
+    }.get(fixture, "pull_request")
 
 
 def github_event_request(name: str, **kw: Any) -> tuple[bytes, dict[str, str]]:
