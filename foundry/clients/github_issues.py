@@ -17,6 +17,9 @@ from foundry.clients import github, http
 from foundry.clients.errors import OutboundError
 
 SERVICE = github.SERVICE
+# GitHub refuses a comment body longer than this many characters (422 Validation Failed).
+MAX_COMMENT = 65_536
+CUT = "\n\n… (cut: longer than GitHub allows in one comment)"
 # GitHub numbers issues with a 32-bit signed integer; anything else addresses nothing.
 MAX_NUMBER = 2**31 - 1
 # Effect keys are ours (e.g. `run:42:comment:started`); this alphabet cannot close the HTML
@@ -59,7 +62,7 @@ class GitHubIssuesClient(github.GitHubClient):
             found = self._marked_comment(repository, number, mark)
             if found is not None:
                 return found
-        response = http.send(self._client, SERVICE, "POST", path, json={"body": f"{body}\n\n{mark}"})
+        response = http.send(self._client, SERVICE, "POST", path, json={"body": _marked(body, mark)})
         _check(response, repository, number)
         created = http.json_object(response) or {}
         if not isinstance(created.get("id"), int):
@@ -145,6 +148,15 @@ def marker(effect_key: str) -> str:
     if not isinstance(effect_key, str) or not _EFFECT_KEY.fullmatch(effect_key):
         raise ValueError("effect_key must be 1 to 200 of A-Z a-z 0-9 _ . : -")
     return f"<!-- foundry:{effect_key} -->"
+
+
+def _marked(body: str, mark: str) -> str:
+    """`body` with `mark` as its last line, within GitHub's limit: a longer comment is refused
+    (422, "Body is too long (maximum is 65536 characters)"), so the body is cut, never the mark."""
+    tail = f"\n\n{mark}"
+    if len(body) + len(tail) > MAX_COMMENT:
+        body = body[: MAX_COMMENT - len(tail) - len(CUT)] + CUT
+    return body + tail
 
 
 def _carries(body: object, mark: str) -> bool:

@@ -67,6 +67,27 @@ def test_a_comment_is_posted_once_with_its_marker_as_the_last_line(
     assert post.calls.last.request.headers["Authorization"] == "Bearer ghs_test"
 
 
+def test_a_body_longer_than_github_takes_is_cut_and_keeps_its_marker(
+    api: respx.MockRouter, issues: GitHubIssuesClient
+) -> None:
+    post = api.post(COMMENTS).respond(201, json=comment(99, "ignored"))
+
+    issues.comment("acme/web", 7, effect_key="run:42:started", body="x" * 70_000, look_first=False)
+
+    posted = sent(post)["body"]
+    assert len(posted) == github_issues.MAX_COMMENT == 65_536
+    assert posted.endswith(f"{github_issues.CUT}\n\n{MARK}")
+
+
+def test_a_body_that_fits_exactly_is_not_cut(api: respx.MockRouter, issues: GitHubIssuesClient) -> None:
+    post = api.post(COMMENTS).respond(201, json=comment(99, "ignored"))
+    body = "y" * (github_issues.MAX_COMMENT - len(f"\n\n{MARK}"))
+
+    issues.comment("acme/web", 7, effect_key="run:42:started", body=body, look_first=False)
+
+    assert sent(post)["body"] == f"{body}\n\n{MARK}"
+
+
 def test_a_retry_after_a_crash_finds_the_marked_comment_on_page_two_and_does_not_post_again(
     api: respx.MockRouter, issues: GitHubIssuesClient
 ) -> None:
