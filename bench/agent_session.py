@@ -39,9 +39,7 @@ import hashlib
 import hmac
 import json
 import secrets
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -74,7 +72,7 @@ from dispatch import (  # noqa: E402  (the process and reporting helpers)
     wait_until,
     web_ready,
 )
-from intake import BenchError, check_local, clean_env, free_port, scratch_database  # noqa: E402
+from intake import COULD_NOT_RUN, clean_env, free_port, postgres_bench, scratch_database  # noqa: E402
 
 from foundry.domain import effects  # noqa: E402
 from tests.linear_fake import Call, FakeLinear  # noqa: E402
@@ -423,18 +421,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    # SIGTERM unwinds like Ctrl-C does, so the processes are stopped and the database dropped.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
-    try:
-        check_local(args.postgres_url)
-        with contextlib.ExitStack() as stack:
-            return measure(args, stack)
-    except (BenchError, psycopg.Error, OSError, subprocess.SubprocessError, httpx.HTTPError) as exc:
-        print(f"\nbench/agent_session.py: could not run: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:  # everything is cleaned up by now
-        print("\nbench/agent_session.py: interrupted", file=sys.stderr)
-        return 130
+    return postgres_bench(
+        "agent_session.py",
+        args.postgres_url,
+        lambda stack: measure(args, stack),
+        could_not_run=(*COULD_NOT_RUN, httpx.HTTPError),
+    )
 
 
 if __name__ == "__main__":

@@ -49,7 +49,7 @@ from typing import Any
 import httpx
 import psycopg
 import uvicorn
-from intake import BenchError, check_local, clean_env, free_port, scratch_database
+from intake import COULD_NOT_RUN, BenchError, clean_env, free_port, postgres_bench, scratch_database
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -582,18 +582,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    # SIGTERM unwinds like Ctrl-C does, so the processes are stopped and the database dropped.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
-    try:
-        check_local(args.postgres_url)
-        with contextlib.ExitStack() as stack:
-            return measure(args, stack)
-    except (BenchError, psycopg.Error, OSError, subprocess.SubprocessError, httpx.HTTPError) as exc:
-        print(f"\nbench/dispatch.py: could not run: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:  # everything is cleaned up by now
-        print("\nbench/dispatch.py: interrupted", file=sys.stderr)
-        return 130
+    return postgres_bench(
+        "dispatch.py",
+        args.postgres_url,
+        lambda stack: measure(args, stack),
+        could_not_run=(*COULD_NOT_RUN, httpx.HTTPError),
+    )
 
 
 if __name__ == "__main__":

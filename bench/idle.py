@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import signal
 import statistics
 import subprocess
 import sys
@@ -42,7 +41,7 @@ from urllib.parse import urlsplit
 
 import psycopg
 from dispatch import Process  # the benchmarks' shared helpers
-from intake import BenchError, check_local, scratch_database
+from intake import BenchError, postgres_bench, scratch_database
 
 FOUNDRY = Path(sys.executable).parent / "foundry"
 
@@ -389,18 +388,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    # SIGTERM unwinds like Ctrl-C does, so the workers are stopped and the databases dropped.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
-    try:
-        check_local(args.postgres_url)
-        with contextlib.ExitStack() as stack:
-            return run(args, stack)
-    except (BenchError, psycopg.Error, OSError, subprocess.SubprocessError) as exc:
-        print(f"\nbench/idle.py: could not run: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:  # everything is cleaned up by now
-        print("\nbench/idle.py: interrupted", file=sys.stderr)
-        return 130
+    return postgres_bench("idle.py", args.postgres_url, lambda stack: run(args, stack))
 
 
 if __name__ == "__main__":

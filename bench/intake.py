@@ -236,6 +236,38 @@ def database_url(admin_url: str, name: str) -> str:
     return urlsplit(admin_url)._replace(path=f"/{name}").geturl()
 
 
+# What a Postgres benchmark meets when it cannot run (as opposed to measuring a failure).
+COULD_NOT_RUN: tuple[type[BaseException], ...] = (
+    BenchError,
+    psycopg.Error,
+    OSError,
+    subprocess.SubprocessError,
+)
+
+
+def postgres_bench(
+    name: str,
+    admin_url: str,
+    measure: Callable[[contextlib.ExitStack], int],
+    *,
+    could_not_run: tuple[type[BaseException], ...] = COULD_NOT_RUN,
+) -> int:
+    """A Postgres benchmark's entry point: `measure`'s exit code, 2 when it could not run, 130
+    when interrupted. SIGTERM unwinds like Ctrl-C, so the processes it started (registered on
+    the stack) are stopped and its scratch databases dropped."""
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
+    try:
+        check_local(admin_url)
+        with contextlib.ExitStack() as stack:
+            return measure(stack)
+    except could_not_run as exc:
+        print(f"\nbench/{name}: could not run: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:  # everything is cleaned up by now
+        print(f"\nbench/{name}: interrupted", file=sys.stderr)
+        return 130
+
+
 def check_local(admin_url: str) -> None:
     host = urlsplit(admin_url).hostname
     if host not in {"127.0.0.1", "localhost", "::1"}:

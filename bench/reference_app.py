@@ -23,7 +23,7 @@ import hashlib
 import hmac
 import json
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -158,11 +158,20 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await pool.close()
 
 
-app = Starlette(
-    routes=[
-        Route("/webhooks/linear", receive, methods=["POST"]),
-        Route("/readyz", readyz, methods=["GET"]),
-    ],
-    lifespan=lifespan,
-)
-app.state.secret = os.environ.get("BENCH_REF_WEBHOOK_SECRET", "").encode()
+Endpoint = Callable[[Request], Awaitable[JSONResponse]]
+
+
+def build(receiver: Endpoint, ready: Endpoint, life: Callable[[Starlette], Any]) -> Starlette:
+    """A reference receiver: its two routes, its lifespan, and the secret from the environment."""
+    built = Starlette(
+        routes=[
+            Route("/webhooks/linear", receiver, methods=["POST"]),
+            Route("/readyz", ready, methods=["GET"]),
+        ],
+        lifespan=life,
+    )
+    built.state.secret = os.environ.get("BENCH_REF_WEBHOOK_SECRET", "").encode()
+    return built
+
+
+app = build(receive, readyz, lifespan)

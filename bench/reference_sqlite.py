@@ -30,11 +30,10 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeVar
 
-from reference_app import ACTIVE, check
+from reference_app import ACTIVE, build, check
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import Route
 
 T = TypeVar("T")
 
@@ -158,11 +157,4 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
         writer.close()
 
 
-app = Starlette(
-    routes=[
-        Route("/webhooks/linear", receive, methods=["POST"]),
-        Route("/readyz", readyz, methods=["GET"]),
-    ],
-    lifespan=lifespan,
-)
-app.state.secret = os.environ.get("BENCH_REF_WEBHOOK_SECRET", "").encode()
+app = build(receive, readyz, lifespan)

@@ -43,7 +43,6 @@ import json
 import os
 import secrets
 import shlex
-import signal
 import sqlite3
 import statistics
 import subprocess
@@ -81,7 +80,7 @@ from dispatch import (  # noqa: E402  (the process and reporting helpers)
     wait_started,
     wait_until,
 )
-from intake import BenchError, check_local, clean_env, free_port, scratch_database  # noqa: E402
+from intake import COULD_NOT_RUN, BenchError, clean_env, free_port, postgres_bench, scratch_database  # noqa: E402
 
 from foundry.domain import names  # noqa: E402
 from tests.github_fake import GitHubFake  # noqa: E402
@@ -589,18 +588,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    # SIGTERM unwinds like Ctrl-C does, so the processes are stopped and the database dropped.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
-    try:
-        check_local(args.postgres_url)
-        with contextlib.ExitStack() as stack:
-            return measure(args, stack)
-    except (BenchError, psycopg.Error, OSError, subprocess.SubprocessError, httpx.HTTPError) as exc:
-        print(f"\nbench/runner.py: could not run: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:  # everything is cleaned up by now
-        print("\nbench/runner.py: interrupted", file=sys.stderr)
-        return 130
+    return postgres_bench(
+        "runner.py",
+        args.postgres_url,
+        lambda stack: measure(args, stack),
+        could_not_run=(*COULD_NOT_RUN, httpx.HTTPError),
+    )
 
 
 if __name__ == "__main__":

@@ -32,7 +32,6 @@ import hmac
 import json
 import os
 import secrets
-import signal
 import statistics
 import subprocess
 import sys
@@ -48,7 +47,7 @@ from typing import Any
 import httpx
 import psycopg
 from dispatch import LOG_TAIL_LINES, Process  # the benchmarks' shared helpers
-from intake import BenchError, check_local, free_port, scratch_database
+from intake import BenchError, free_port, postgres_bench, scratch_database
 
 BENCH_DIR = Path(__file__).resolve().parent
 FIXTURE = BENCH_DIR.parent / "tests" / "fixtures" / "linear_issue_create_labeled.json"
@@ -701,17 +700,7 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    # SIGTERM unwinds like Ctrl-C does, so the servers are stopped and the databases dropped.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
-    try:
-        check_local(args.postgres_url)
-        return run(args)
-    except (BenchError, psycopg.Error, OSError, subprocess.SubprocessError) as exc:
-        print(f"\nbench/scale.py: could not run: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:  # everything is cleaned up by now
-        print("\nbench/scale.py: interrupted", file=sys.stderr)
-        return 130
+    return postgres_bench("scale.py", args.postgres_url, lambda stack: run(args))
 
 
 if __name__ == "__main__":

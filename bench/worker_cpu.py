@@ -32,7 +32,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import sqlalchemy as sa
 from intake import BenchError, check_local, scratch_database
+
+from foundry import logs, settings, wiring
+from foundry.db import migrate
+from foundry.domain import events, triggers
+from foundry.services.intake import Delivery
 
 WARM_RUNS = 20  # planned first, unmeasured: imports, compiled statements and pools warm up
 MAX_PASSES_PER_RUN = 5  # a drain taking more passes than this per run is stuck, not slow
@@ -48,9 +54,6 @@ class Figures:
 def measure(url: str, runs: int, passes: int) -> Figures:
     os.environ["FOUNDRY_DATABASE_URL"] = url
     os.environ.setdefault("FOUNDRY_LOG_LEVEL", "error")
-    from foundry import logs, settings, wiring
-    from foundry.db import migrate
-
     loaded = settings.load()
     logs.configure(loaded.log_format, loaded.log_level)
     migrate.upgrade(url)
@@ -68,11 +71,8 @@ def measure(url: str, runs: int, passes: int) -> Figures:
     return Figures(intake_s / runs * 1e3, run_s / runs * 1e3, idle_s / passes * 1e3)
 
 
-def opener(container: object) -> Callable[[], None]:
-    from foundry.domain import events, triggers
-    from foundry.services.intake import Delivery
-
-    intake = container.intake  # type: ignore[attr-defined]
+def opener(container: wiring.Container) -> Callable[[], None]:
+    intake = container.intake
     actor = events.Actor("bench-user", "Bench", "bench@example.com")
     criteria = "## Acceptance criteria\n- [ ] the benchmark's issue is planned\n"
 
@@ -93,11 +93,9 @@ def drain(loops: Sequence[Callable[[], int]], runs: int) -> None:
     raise BenchError(f"the worker loops were still busy after {runs * MAX_PASSES_PER_RUN} passes")
 
 
-def check(container: object, runs: int) -> None:
+def check(container: wiring.Container, runs: int) -> None:
     """Every run planned and every effect settled, or the figures mean nothing."""
-    import sqlalchemy as sa
-
-    engine = container.db.engine  # type: ignore[attr-defined]
+    engine = container.db.engine
     with engine.connect() as conn:
         waiting = conn.execute(
             sa.text("SELECT count(*) FROM foundry_runs WHERE status = 'awaiting_approval'")
