@@ -146,17 +146,24 @@ def wait_until(condition: Callable[[], bool], *, timeout_s: float, what: str, wa
         time.sleep(POLL_S)
 
 
-def cli(env: dict[str, str], workdir: Path, *args: str) -> str:
-    """A one-shot `foundry` command; its stdout."""
-    done = subprocess.run(
+def foundry_run(
+    env: dict[str, str], workdir: Path, *args: str, timeout_s: float = CLI_TIMEOUT_S
+) -> subprocess.CompletedProcess[str]:
+    """A one-shot `foundry` command, whatever its exit code (the caller decides)."""
+    return subprocess.run(
         [str(FOUNDRY), *args],
         env=env,
         cwd=workdir,
         capture_output=True,
         text=True,
-        timeout=CLI_TIMEOUT_S,
+        timeout=timeout_s,
         check=False,
     )
+
+
+def cli(env: dict[str, str], workdir: Path, *args: str) -> str:
+    """A one-shot `foundry` command that must succeed; its stdout."""
+    done = foundry_run(env, workdir, *args)
     if done.returncode != 0:
         raise BenchError(f"foundry {' '.join(args)} failed:\n{done.stdout}{done.stderr}")
     return done.stdout

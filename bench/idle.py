@@ -40,10 +40,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import psycopg
-from dispatch import Process  # the benchmarks' shared helpers
+from dispatch import Process, cli  # the benchmarks' shared helpers
 from intake import BenchError, postgres_bench, scratch_database
-
-FOUNDRY = Path(sys.executable).parent / "foundry"
 
 WORKERS = 2
 TARGET_TX_PER_S = 0.5  # per idle worker: a few dozen idle workers then cost a database little
@@ -53,7 +51,6 @@ TARGET_TX_PER_S = 0.5  # per idle worker: a few dozen idle workers then cost a d
 SETTLE_S = 15.0
 SAMPLE_S = 1.0  # how often the counter is read; the slope over all samples is the figure
 READY_TIMEOUT_S = 30.0
-CLI_TIMEOUT_S = 120.0
 POLL_S = 0.05
 APP_NAME = "foundry-idle-worker-{}"
 # Log events of a worker that failed at something while idle: not a clean measurement.
@@ -83,20 +80,6 @@ def foundry_env(db_url: str, workdir: Path, poll_s: float | None) -> dict[str, s
         env["FOUNDRY_WORKER__POLL_S"] = f"{poll_s:g}"
         env["FOUNDRY_WORKER__IDLE_POLL_S"] = f"{poll_s:g}"
     return env
-
-
-def migrate(env: dict[str, str], workdir: Path) -> None:
-    done = subprocess.run(
-        [str(FOUNDRY), "migrate"],
-        env=env,
-        cwd=workdir,
-        capture_output=True,
-        text=True,
-        timeout=CLI_TIMEOUT_S,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise BenchError(f"foundry migrate failed:\n{done.stdout}{done.stderr}")
 
 
 def effective_poll_s(env: dict[str, str], workdir: Path) -> str:
@@ -343,7 +326,7 @@ def shout(windows: Sequence[Window], problems: Sequence[str]) -> None:
 def run(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
     workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="foundry-idle-")))
     db_url = stack.enter_context(scratch_database(args.postgres_url, "foundry_idle"))
-    migrate(foundry_env(db_url, workdir, None), workdir)
+    cli(foundry_env(db_url, workdir, None), workdir, "migrate")
     admin = stack.enter_context(psycopg.connect(args.postgres_url, autocommit=True, connect_timeout=10))
     stats = stack.enter_context(statements_view(args.postgres_url))
     configs = [("default settings", foundry_env(db_url, workdir, None))]

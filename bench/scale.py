@@ -33,7 +33,6 @@ import json
 import os
 import secrets
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -46,12 +45,11 @@ from typing import Any
 
 import httpx
 import psycopg
-from dispatch import LOG_TAIL_LINES, Process  # the benchmarks' shared helpers
+from dispatch import LOG_TAIL_LINES, Process, cli, foundry_run  # the benchmarks' shared helpers
 from intake import BenchError, free_port, postgres_bench, scratch_database
 
 BENCH_DIR = Path(__file__).resolve().parent
 FIXTURE = BENCH_DIR.parent / "tests" / "fixtures" / "linear_issue_create_labeled.json"
-FOUNDRY = Path(sys.executable).parent / "foundry"
 HOST = "127.0.0.1"
 
 MAX_GROWTH = 1.5  # a read at the largest N may cost at most this many times its cost at the smallest
@@ -64,19 +62,6 @@ READY_TIMEOUT_S = 60.0
 CLI_TIMEOUT_S = 1800.0  # a recount over a million runs' timelines takes a while
 REQUEST_TIMEOUT_S = 120.0  # an unbounded scan of 8M events is slow, not broken: measure it
 POLL_S = 0.05
-
-
-def cli(env: dict[str, str], workdir: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """A one-shot `foundry` command, whatever its exit code (the caller decides)."""
-    return subprocess.run(
-        [str(FOUNDRY), *args],
-        env=env,
-        cwd=workdir,
-        capture_output=True,
-        text=True,
-        timeout=CLI_TIMEOUT_S,
-        check=False,
-    )
 
 
 def foundry_env(db_url: str, workdir: Path, api_token: str, secret: str) -> dict[str, str]:
@@ -291,7 +276,7 @@ def skip_foreign_keys(conn: psycopg.Connection[Any]) -> None:
 def recount(env: dict[str, str], workdir: Path) -> float | None:
     """`foundry metrics recount`'s seconds; None, with a warning, when Foundry has no such command."""
     began = time.monotonic()
-    done = cli(env, workdir, "metrics", "recount")
+    done = foundry_run(env, workdir, "metrics", "recount", timeout_s=CLI_TIMEOUT_S)
     if done.returncode == 0:
         return time.monotonic() - began
     if "invalid choice" in done.stderr:
@@ -530,9 +515,7 @@ def prepare(stack: contextlib.ExitStack, args: argparse.Namespace, n: int) -> Si
     db_url = stack.enter_context(scratch_database(args.postgres_url, "foundry_scale", args.keep))
     api_token, secret = secrets.token_hex(16), secrets.token_hex(16)
     env = foundry_env(db_url, workdir, api_token, secret)
-    done = cli(env, workdir, "migrate")
-    if done.returncode != 0:
-        raise BenchError(f"foundry migrate failed:\n{done.stdout}{done.stderr}")
+    cli(env, workdir, "migrate")
     print(f"N = {n:,}: seeding {db_url.rsplit('/', 1)[-1]}", flush=True)
     rows, insert_s, vacuum_s = seed(db_url, n)
     print(f"  inserted in {insert_s:.1f} s, vacuumed and analyzed in {vacuum_s:.1f} s", flush=True)
