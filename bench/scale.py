@@ -141,11 +141,12 @@ RUN_ROWS = """
 """
 
 INSERT_RUNS = f"""
-INSERT INTO foundry_runs (id, linear_issue_id, linear_identifier, title, description, issue_url,
+INSERT INTO foundry_runs (id, issue_id, issue_key, linear_issue_id, linear_identifier, title,
+  description, issue_url,
   status, trigger, trigger_label_id, plan, required_roles, agent_name, agent_subscription, attempt,
   lease_epoch, pr_number, pr_url, pr_repository, pr_head_sha, cost_usd, agent_seen_at, repository,
   event_seq, created_at, updated_at)
-SELECT r.run_id, pg_temp.seed_id('0002', r.i), 'ENG-' || r.i,
+SELECT r.run_id, pg_temp.seed_id('0002', r.i), 'ENG-' || r.i, pg_temp.seed_id('0002', r.i), 'ENG-' || r.i,
   'Persist saved filters across sessions (' || r.i || ')',
   E'Customers lose their saved filters.\\n\\n## Acceptance criteria\\n- Saved filters persist',
   'https://linear.app/acme/issue/ENG-' || r.i,

@@ -435,7 +435,7 @@ def _runs_list(settings: Settings, args: argparse.Namespace) -> int:
     rows = [
         [
             r["id"][:8],
-            r["linear_identifier"],
+            r["issue_key"],
             r["status"],
             r["trigger"],
             r["created_at"][:19],

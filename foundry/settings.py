@@ -44,6 +44,10 @@ class TriggersConfig(_Section):
     def rules(self) -> triggers.TriggerRules:
         return triggers.TriggerRules(self.label, self.label_id, frozenset(self.bot_actor_ids))
 
+    def github_rules(self) -> triggers.TriggerRules:
+        """GitHub's labels have ids of their own: there the trigger label is matched by name."""
+        return triggers.TriggerRules(self.label)
+
 
 class ApproverConfig(_Section):
     name: str = Field(min_length=1)

@@ -50,7 +50,7 @@ def run_story(story: dict[str, Any]) -> str:
     Read with `.get` throughout: the view grows, and an older or newer field set still prints."""
     run = story.get("run") or {}
     lines = [
-        f"run {run.get('id')}  {run.get('linear_identifier') or ''}  {run.get('status')}",
+        f"run {run.get('id')}  {run.get('issue_key') or ''}  {run.get('status')}",
         f"  {run.get('title') or ''}",
         f"  opened {when(run.get('created_at'))} by {run.get('trigger')}" + _attempt(run.get("attempt")),
         *_where(story.get("repository"), run),

@@ -13,9 +13,10 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, SecretStr
 
 from foundry import logs
-from foundry.clients import linear_oauth
+from foundry.clients import linear_oauth, trackers
 from foundry.clients.agents import GitHubActionsClient, WebhookAgentClient
 from foundry.clients.github import GitHubClient
+from foundry.clients.github_issues import GitHubIssuesClient
 from foundry.clients.linear import BearerToken, Credentials, LinearClient
 from foundry.clients.models import AnthropicPlanner, OpenAIPlanner, Planner
 from foundry.clients.slack import SlackClient
@@ -127,6 +128,7 @@ def worker_loops(
         webhook_agents=WebhookAgentClient(),
         github=github_client(settings),
         github_reader=reader,
+        issue_trackers=trackers.table(linear, reader),
         owner=owner,
         lease=lease,
         max_attempts=settings.worker.outbox_max_attempts,
@@ -237,10 +239,11 @@ def _intake(settings: Settings, db: Database) -> intake.Intake:
     )
 
 
-def github_reader(settings: Settings) -> GitHubClient | None:
+def github_reader(settings: Settings) -> GitHubIssuesClient | None:
+    """GitHub's reads and its issues (one token): PRs and checks, comments and labels."""
     if settings.github_token is None:
         return None
-    return GitHubClient(settings.github_token.get_secret_value(), base_url=settings.github_api_url)
+    return GitHubIssuesClient(settings.github_token.get_secret_value(), base_url=settings.github_api_url)
 
 
 def jobs(settings: Settings) -> Jobs:

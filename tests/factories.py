@@ -152,3 +152,34 @@ def github_resigned(raw: bytes, headers: dict[str, str], *, secret: str = GITHUB
         "X-GitHub-Delivery": str(uuid.uuid4()),
         "X-Hub-Signature-256": "sha256=" + signatures.hex_hmac(secret, raw),
     }
+
+
+def github_issue_body(
+    name: str, *, number: int = 42, node_id: str | None = None, sender: str | None = None
+) -> dict[str, Any]:
+    """A GitHub `issues` / `issue_comment` fixture moved to issue `number` of its repository (with
+    its own node id), as a new event: a fresh top-level `zen` keeps two events' bytes apart."""
+    body = copy.deepcopy(_fixture(name))
+    issue, repository = body["issue"], body["repository"]["full_name"]
+    issue["number"] = number
+    issue["node_id"] = node_id or f"I_kwDOconf{number:08d}"
+    issue["html_url"] = f"https://github.com/{repository}/issues/{number}"
+    if sender is not None:
+        body["sender"] = {**body["sender"], "login": sender, "id": 7_000_000 + len(sender)}
+    body["zen"] = f"event {uuid.uuid4()}"
+    return body
+
+
+def github_issue_request(
+    name: str, body: dict[str, Any] | None = None, *, secret: str = GITHUB_SECRET
+) -> tuple[bytes, dict[str, str]]:
+    """`body` (by default the fixture as is) signed as GitHub sends it, under a new GUID."""
+    raw = json.dumps(body if body is not None else _fixture(name)).encode()
+    headers = {
+        "Content-Type": "application/json",
+        "X-GitHub-Event": _github_event(name),
+        "X-GitHub-Delivery": str(uuid.uuid4()),
+        "X-GitHub-Hook-ID": "498765432",
+        "X-Hub-Signature-256": "sha256=" + signatures.hex_hmac(secret, raw),
+    }
+    return raw, headers

@@ -1,6 +1,9 @@
-"""A fake GitHub REST API for pull requests, as a real local server: listing a repository's PRs by
-head and state, creating one, reading one by number with its files, and a commit's check runs,
-recording every call.
+"""A fake GitHub REST API for pull requests and issue comments, as a real local server: listing a
+repository's PRs by head and state, creating one, reading one by number with its files, a
+commit's check runs, and an issue's comments (listed, created), recording every call.
+
+`lose_replies` makes the next comment creations happen but answer 502, as when GitHub accepted
+a request whose answer never reached the caller.
 
 Like GitHub, it refuses a second open PR for the same head with 422 "A pull request already
 exists for owner:branch.", and answers 401 without the token it was given. A PR's head is what
@@ -33,19 +36,27 @@ class GitHubFake:
         self.files_of: Callable[[str, str], list[str]] | None = None
         # A commit's check runs, as GitHub lists them (`name`, `status`, `conclusion`, `output`).
         self.check_runs: dict[str, list[dict[str, Any]]] = {}
+        # An issue's comments, by "owner/name#number", oldest first.
+        self.comments: dict[str, list[dict[str, Any]]] = {}
+        self.lose_replies = 0
         self.app = Starlette(
             routes=[
                 Route("/repos/{owner}/{repo}/pulls", self._pulls, methods=["GET", "POST"]),
                 Route("/repos/{owner}/{repo}/pulls/{number:int}", self._pull, methods=["GET"]),
                 Route("/repos/{owner}/{repo}/pulls/{number:int}/files", self._files, methods=["GET"]),
                 Route("/repos/{owner}/{repo}/commits/{sha}/check-runs", self._checks, methods=["GET"]),
+                Route(
+                    "/repos/{owner}/{repo}/issues/{number:int}/comments",
+                    self._issue_comments,
+                    methods=["GET", "POST"],
+                ),
             ]
         )
 
     def creates(self) -> list[dict[str, Any]]:
         """The bodies of every `POST …/pulls` (refused ones included)."""
         with self.lock:
-            return [body for method, _, body in self.calls if method == "POST"]
+            return [body for method, path, body in self.calls if method == "POST" and path.endswith("/pulls")]
 
     def open_for(self, head_branch: str) -> list[dict[str, Any]]:
         with self.lock:
@@ -92,6 +103,28 @@ class GitHubFake:
             self.calls.append(("GET", f"/repos/{_repository(request)}/commits/{sha}/check-runs", {}))
             runs = list(self.check_runs.get(sha, []))
         return JSONResponse({"total_count": len(runs), "check_runs": runs})
+
+    def comments_on(self, issue_key: str) -> list[dict[str, Any]]:
+        with self.lock:
+            return list(self.comments.get(issue_key, []))
+
+    async def _issue_comments(self, request: Request) -> JSONResponse:
+        if request.headers.get("authorization") != f"Bearer {self.token}":
+            return JSONResponse({"message": "Bad credentials"}, status_code=401)
+        key = f"{_repository(request)}#{request.path_params['number']}"
+        if request.method == "GET":
+            with self.lock:
+                self.calls.append(("GET", f"{key} comments", dict(request.query_params)))
+                return JSONResponse(list(self.comments.get(key, [])))
+        body = await request.json()
+        with self.lock:
+            self.calls.append(("POST", f"{key} comments", body))
+            made = {"id": 9_000_000 + sum(map(len, self.comments.values())), "body": body["body"]}
+            self.comments.setdefault(key, []).append(made)
+            if self.lose_replies > 0:
+                self.lose_replies -= 1
+                return JSONResponse({"message": "Bad Gateway"}, status_code=502)
+        return JSONResponse(made, status_code=201)
 
     def _numbered(self, request: Request, suffix: str) -> dict[str, Any] | JSONResponse:
         """The PR the path names, or the answer GitHub gives when there is none (or no token)."""

@@ -56,11 +56,11 @@ async def claim_due(tx: Tx, *, now: datetime, due_before: datetime) -> Row | Non
     return await txm.first(tx, _CLAIM, {"b_now": now, "b_due": due_before})
 
 
-async def active_runs(tx: Tx, *, limit: int) -> Sequence[Row]:
-    """Active runs, oldest first: the ones whose issue the Linear reconciler looks at."""
+async def active_runs(tx: Tx, *, limit: int, tracker: str) -> Sequence[Row]:
+    """The tracker's active runs, oldest first: the ones whose issue its reconciler looks at."""
     stmt = (
         sa.select(R)
-        .where(R.c.status.in_([s.value for s in ACTIVE]))
+        .where(R.c.status.in_([s.value for s in ACTIVE]), R.c.tracker == tracker)
         .order_by(R.c.created_at, R.c.id)
         .limit(limit)
     )

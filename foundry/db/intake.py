@@ -7,7 +7,8 @@ notify the workers of a new run — unless its key or its digest was
 recorded before (the delivery's `ON CONFLICT DO NOTHING` has no target, so either unique
 constraint makes it a duplicate, exactly as `deliveries.record` does). Only when that statement could
 not see the active run (it committed while we waited on its index entry) does the portable path
-run. SQLite — one writer at a time, in-process — always takes the portable path.
+run. SQLite — one writer at a time, in-process — always takes the portable path, and so do
+runs of other trackers (the statement names Linear's index as its arbiter).
 """
 
 from __future__ import annotations
@@ -35,20 +36,23 @@ class Opening:
 
 _ACTIVE = schema.ACTIVE_RUN.text
 _RUN_COLUMNS = (
-    "id, linear_issue_id, linear_identifier, title, description, issue_url, status, trigger, "
-    "trigger_label_id, agent_session_id, required_roles, event_seq, created_at, updated_at"
+    "id, tracker, issue_id, issue_key, linear_issue_id, linear_identifier, title, description, "
+    "issue_url, status, trigger, trigger_label_id, agent_session_id, required_roles, event_seq, "
+    "created_at, updated_at"
 )
 # Every text parameter is cast: one parameter used in two places must not be deduced as
 # two types (varchar in a comparison, text in a select list).
 _OPEN_OR_ATTACH = sa.text(f"""
 WITH run AS (
     INSERT INTO foundry_runs ({_RUN_COLUMNS})
-    SELECT CAST(:run_id AS text), CAST(:issue_id AS text), CAST(:identifier AS text),
+    SELECT CAST(:run_id AS text), '{schema.LINEAR}', CAST(:issue_id AS text),
+           CAST(:identifier AS text), CAST(:issue_id AS text), CAST(:identifier AS text),
            CAST(:title AS text), CAST(:description AS text), CAST(:issue_url AS text), 'intake',
            CAST(:trigger AS text), CAST(:trigger_label_id AS text),
            CAST(:agent_session_id AS text), '[]', 1, :now, :now
     WHERE (SELECT count(*) FROM foundry_runs
-           WHERE linear_issue_id = CAST(:issue_id AS text) AND created_at >= :since) < :max_recent
+           WHERE tracker = '{schema.LINEAR}' AND issue_id = CAST(:issue_id AS text)
+             AND created_at >= :since) < :max_recent
     ON CONFLICT (linear_issue_id) WHERE {_ACTIVE} DO NOTHING
     RETURNING id
 ), target AS (
@@ -111,7 +115,7 @@ async def open_or_attach(
     None: no run was opened or found (the runaway guard held), and nothing was written.
     Raises `AlreadyRecorded` when the delivery was seen before (roll back: it may have opened).
     """
-    if tx.dialect == "postgresql":
+    if tx.dialect == "postgresql" and run.tracker == schema.LINEAR:
         row = await txm.first(tx, _OPEN_OR_ATTACH, _params(run, opened, delivery, since, max_recent))
         assert row is not None
         if row["delivery_id"] is not None:  # counted and notified by the statement itself
@@ -133,7 +137,7 @@ async def _portable(
     if await runs.insert_unless_active(tx, run, opened, since=since, max_recent=max_recent):
         found = Opening(run.id, opened=True)
     else:
-        active = await runs.active_id(tx, run.linear_issue_id)
+        active = await runs.active_id(tx, run.issue_id, run.tracker)
         if active is None:
             return None
         found = Opening(active, opened=False)
@@ -152,8 +156,8 @@ def _params(
 ) -> dict[str, object]:
     return {
         "run_id": run.id,
-        "issue_id": run.linear_issue_id,
-        "identifier": run.linear_identifier,
+        "issue_id": run.issue_id,
+        "identifier": run.issue_key,
         "title": run.title,
         "description": run.description,
         "issue_url": run.issue_url,

@@ -15,6 +15,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from foundry.db import leases, notify, schema, tallies, updates
 from foundry.db import tx as txm
 from foundry.db.tx import Row, Tx
+from foundry.domain import trackers
 
 R = schema.runs
 E = schema.run_events
@@ -23,9 +24,11 @@ _b = sa.bindparam
 
 @dataclass(frozen=True)
 class NewRun:
+    """A run about to be opened for one issue of one tracker (Linear unless said otherwise)."""
+
     id: str
-    linear_issue_id: str
-    linear_identifier: str
+    issue_id: str
+    issue_key: str
     title: str
     status: str
     trigger: str
@@ -34,6 +37,16 @@ class NewRun:
     issue_url: str | None = None
     trigger_label_id: str | None = None
     agent_session_id: str | None = None
+    tracker: str = trackers.LINEAR
+
+    def columns(self) -> dict[str, Any]:
+        """The row's identity columns: a Linear run also fills Linear's own two."""
+        linear = self.tracker == trackers.LINEAR
+        return {
+            **self.__dict__,
+            "linear_issue_id": self.issue_id if linear else None,
+            "linear_identifier": self.issue_key if linear else None,
+        }
 
 
 @dataclass(frozen=True)
@@ -46,17 +59,18 @@ class NewEvent:
     id: str = field(default_factory=lambda: str(uuid.uuid4()))
 
 
-def _insert_unless_active(insert: Any) -> Any:
+def _insert_unless_active(insert: Any, linear: bool) -> Any:
     """INSERT … SELECT … WHERE <runaway guard> ON CONFLICT (issue) WHERE <active> DO NOTHING.
 
     One statement: the partial unique index is the only arbiter of "one active run per issue"
     (a conflict inserts nothing and raises nothing, and any *other* constraint still raises),
-    and the runaway guard counts the issue's recent runs in the same statement.
+    and the runaway guard counts the issue's recent runs in the same statement. A Linear run's
+    arbiter is `uniq_active_run_per_issue`; any other tracker's, `uniq_active_run_per_tracker_issue`.
     """
     recent = (
         sa.select(sa.func.count())
         .select_from(R)
-        .where(R.c.linear_issue_id == _b("b_issue"), R.c.created_at >= _b("b_since"))
+        .where(*_ISSUE_IS, R.c.created_at >= _b("b_since"))
         .scalar_subquery()
     )
     columns = [c.name for c in R.columns if c.name not in _SERVER_DEFAULTED]
@@ -64,9 +78,14 @@ def _insert_unless_active(insert: Any) -> Any:
         recent < _b("b_max_recent")
     )
     stmt = insert(R).from_select(columns, values)
-    return stmt.on_conflict_do_nothing(
-        index_elements=[R.c.linear_issue_id], index_where=schema.ACTIVE_RUN
-    ).returning(R.c.id)
+    if linear:
+        arbiter = {"index_elements": [R.c.linear_issue_id], "index_where": schema.ACTIVE_RUN}
+    else:
+        arbiter = {
+            "index_elements": [R.c.tracker, R.c.issue_id],
+            "index_where": schema.OTHER_TRACKER_ACTIVE_RUN,
+        }
+    return stmt.on_conflict_do_nothing(**arbiter).returning(R.c.id)
 
 
 _SERVER_DEFAULTED = {
@@ -89,11 +108,14 @@ _SERVER_DEFAULTED = {
     "repository",
     "awaiting",
 }
+# A run's issue, whatever its tracker: served by `ix_runs_issue_created`.
+_ISSUE_IS = (R.c.tracker == _b("b_tracker"), R.c.issue_id == _b("b_issue"))
 _INSERT_RUN = {
-    "postgresql": _insert_unless_active(postgresql.insert),
-    "sqlite": _insert_unless_active(sqlite.insert),
+    (dialect, linear): _insert_unless_active(insert, linear)
+    for dialect, insert in (("postgresql", postgresql.insert), ("sqlite", sqlite.insert))
+    for linear in (True, False)
 }
-_ACTIVE_ID = sa.select(R.c.id).where(R.c.linear_issue_id == _b("b_issue"), schema.ACTIVE_RUN)
+_ACTIVE_ID = sa.select(R.c.id).where(*_ISSUE_IS, schema.ACTIVE_RUN)
 _INSERT_EVENT = sa.insert(E)
 _BUMP_SEQ = (
     sa.update(R)
@@ -108,16 +130,16 @@ async def insert_unless_active(
 ) -> bool:
     """Insert `run` with its first timeline event, unless the issue has an active run or
     `max_recent` runs since `since`."""
-    params = {f"b_{k}": v for k, v in run.__dict__.items()}
+    params = {f"b_{k}": v for k, v in run.columns().items()}
     params |= {
-        "b_issue": run.linear_issue_id,
+        "b_issue": run.issue_id,
         "b_since": since,
         "b_max_recent": max_recent,
         "b_required_roles": [],
         "b_updated_at": run.created_at,
         "b_event_seq": 1,
     }
-    if not await tx.rows(_INSERT_RUN[tx.dialect], params):
+    if not await tx.rows(_INSERT_RUN[tx.dialect, run.tracker == trackers.LINEAR], params):
         return False
     tallies.run_opened(tx, run.status)
     await _insert_event(tx, run.id, 1, opened)
@@ -125,17 +147,13 @@ async def insert_unless_active(
     return True
 
 
-async def count_recent(tx: Tx, linear_issue_id: str, since: datetime) -> int:
-    stmt = (
-        sa.select(sa.func.count())
-        .select_from(R)
-        .where(R.c.linear_issue_id == linear_issue_id, R.c.created_at >= since)
-    )
-    return int(await txm.scalar(tx, stmt))
+async def count_recent(tx: Tx, issue_id: str, since: datetime, tracker: str = trackers.LINEAR) -> int:
+    stmt = sa.select(sa.func.count()).select_from(R).where(*_ISSUE_IS, R.c.created_at >= since)
+    return int(await txm.scalar(tx, stmt, {"b_tracker": tracker, "b_issue": issue_id}))
 
 
-async def active_id(tx: Tx, linear_issue_id: str) -> str | None:
-    found: str | None = await txm.scalar(tx, _ACTIVE_ID, {"b_issue": linear_issue_id})
+async def active_id(tx: Tx, issue_id: str, tracker: str = trackers.LINEAR) -> str | None:
+    found: str | None = await txm.scalar(tx, _ACTIVE_ID, {"b_tracker": tracker, "b_issue": issue_id})
     return found
 
 
@@ -229,11 +247,20 @@ async def lock(tx: Tx, run_id: str) -> Row | None:
 
 
 async def stop_active(
-    tx: Tx, linear_issue_id: str, event: NewEvent, *, label_ids: frozenset[str] | None = None
+    tx: Tx,
+    issue_id: str,
+    event: NewEvent,
+    *,
+    label_ids: frozenset[str] | None = None,
+    tracker: str = trackers.LINEAR,
+    spare_with_pr: bool = False,
 ) -> Row | None:
     """Stop the issue's active run, whatever its status; the run. The run is read under its row
-    lock first, so the status it leaves is known (and counted) exactly."""
-    where: list[Any] = [R.c.linear_issue_id == linear_issue_id, schema.ACTIVE_RUN]
+    lock first, so the status it leaves is known (and counted) exactly. `spare_with_pr`: a run
+    that has its PR is not stopped."""
+    where: list[Any] = [R.c.tracker == tracker, R.c.issue_id == issue_id, schema.ACTIVE_RUN]
+    if spare_with_pr:
+        where.append(R.c.pr_number.is_(None))
     if label_ids is not None:
         where.append(R.c.trigger_label_id.in_(sorted(label_ids)))
     active = await txm.first(tx, sa.select(R.c.id, R.c.status).where(*where).with_for_update())
@@ -304,12 +331,12 @@ async def listing(
     if status is not None:
         stmt = stmt.where(R.c.status == status)
     if issue is not None:
-        stmt = stmt.where(sa.or_(R.c.linear_issue_id == issue, R.c.linear_identifier == issue.upper()))
+        stmt = stmt.where(sa.or_(R.c.issue_id == issue, R.c.issue_key.in_(sorted({issue, issue.upper()}))))
     if repository is not None:
         stmt = stmt.where(R.c.repository == repository)
     if text is not None:
         titled = R.c.title.icontains(text, autoescape=True)
-        stmt = stmt.where(sa.or_(titled, R.c.linear_identifier.icontains(text, autoescape=True)))
+        stmt = stmt.where(sa.or_(titled, R.c.issue_key.icontains(text, autoescape=True)))
     found = await tx.rows(stmt)
     return found if newest_first else list(reversed(found))
 
@@ -396,7 +423,7 @@ async def awaiting_pr(tx: Tx, identifiers: Sequence[str], *, repository: str | N
     if not identifiers:
         return None
     stmt = sa.select(R).where(
-        R.c.linear_identifier.in_(list(identifiers)), R.c.status == "agent_running", R.c.pr_number.is_(None)
+        R.c.issue_key.in_(list(identifiers)), R.c.status == "agent_running", R.c.pr_number.is_(None)
     )
     if repository is not None:
         same = sa.func.lower(R.c.repository) == repository.lower()
@@ -410,11 +437,9 @@ async def update(tx: Tx, run_id: str, values: Mapping[str, Any]) -> None:
         await notify.work_created(tx)  # a new head: its checks are looked at
 
 
-async def issue_cost(tx: Tx, linear_issue_id: str) -> float:
-    stmt = sa.select(sa.func.coalesce(sa.func.sum(R.c.cost_usd), 0.0)).where(
-        R.c.linear_issue_id == linear_issue_id
-    )
-    return float(await txm.scalar(tx, stmt))
+async def issue_cost(tx: Tx, issue_id: str, tracker: str = trackers.LINEAR) -> float:
+    stmt = sa.select(sa.func.coalesce(sa.func.sum(R.c.cost_usd), 0.0)).where(*_ISSUE_IS)
+    return float(await txm.scalar(tx, stmt, {"b_tracker": tracker, "b_issue": issue_id}))
 
 
 async def fenced_update(

@@ -8,6 +8,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 
+from foundry.domain import trackers
 from foundry.domain.statuses import ACTIVE
 
 metadata = sa.MetaData()
@@ -37,13 +38,32 @@ class UtcDateTime(sa.TypeDecorator[datetime]):
 # ON CONFLICT that targets it. Written literally: a bound-parameter IN list would stop Postgres
 # from matching the partial index once it switches to a generic plan.
 ACTIVE_RUN = sa.text("status IN (" + ", ".join(f"'{s.value}'" for s in ACTIVE) + ")")
+# Linear, the first tracker, keeps its own identity columns and index exactly as the contract
+# names them; every other tracker's runs are held to one active run per issue by
+# `uniq_active_run_per_tracker_issue`, whose predicate leaves Linear's runs out so that Linear
+# intake writes (and conflicts on) one unique index only.
+LINEAR = trackers.LINEAR
+OTHER_TRACKER_ACTIVE_RUN = sa.text(f"{ACTIVE_RUN.text} AND tracker <> '{LINEAR}'")
+# Every run names its issue as (tracker, issue_id, issue_key); a Linear run also carries the
+# same two values in `linear_issue_id` and `linear_identifier`, and no other run does.
+TRACKER_IDENTITY = sa.text(
+    # IS NOT NULL first: a comparison with NULL is NULL, which a CHECK lets through.
+    f"(tracker = '{LINEAR}' AND linear_issue_id IS NOT NULL AND linear_identifier IS NOT NULL"
+    " AND linear_issue_id = issue_id AND linear_identifier = issue_key)"
+    f" OR (tracker <> '{LINEAR}' AND linear_issue_id IS NULL AND linear_identifier IS NULL)"
+)
 
 runs = sa.Table(
     "foundry_runs",
     metadata,
     sa.Column("id", sa.String(36), primary_key=True),
-    sa.Column("linear_issue_id", sa.String(64), nullable=False),
-    sa.Column("linear_identifier", sa.String(32), nullable=False),
+    # The tracker the issue lives in, its id there and the key people read (`ENG-42`,
+    # `acme/widgets#42`).
+    sa.Column("tracker", sa.String(16), nullable=False, server_default=LINEAR),
+    sa.Column("issue_id", sa.String(64), nullable=False),
+    sa.Column("issue_key", sa.String(255), nullable=False),
+    sa.Column("linear_issue_id", sa.String(64)),
+    sa.Column("linear_identifier", sa.String(32)),
     sa.Column("title", sa.Text, nullable=False, server_default=""),
     sa.Column("description", sa.Text),
     sa.Column("issue_url", sa.Text),
@@ -88,11 +108,20 @@ runs = sa.Table(
         postgresql_where=ACTIVE_RUN,
         sqlite_where=ACTIVE_RUN,
     ),
+    sa.Index(
+        "uniq_active_run_per_tracker_issue",
+        "tracker",
+        "issue_id",
+        unique=True,
+        postgresql_where=OTHER_TRACKER_ACTIVE_RUN,
+        sqlite_where=OTHER_TRACKER_ACTIVE_RUN,
+    ),
+    sa.CheckConstraint(TRACKER_IDENTITY, name="ck_runs_tracker_identity"),
     # Every listing is newest first by (created_at, id), filtered or not: each filter has an
     # index in that order, so a page is an index range whatever the history holds.
     sa.Index("ix_runs_created", "created_at", "id"),
-    sa.Index("ix_runs_issue_created", "linear_issue_id", "created_at"),
-    sa.Index("ix_runs_identifier_created", "linear_identifier", "created_at", "id"),
+    sa.Index("ix_runs_issue_created", "issue_id", "created_at"),
+    sa.Index("ix_runs_issue_key_created", "issue_key", "created_at", "id"),
     sa.Index("ix_runs_status_created", "status", "created_at", "id"),
     sa.Index("ix_runs_pr", "pr_repository", "pr_number"),
     sa.Index("ix_runs_repository_created", "repository", "created_at", "id"),

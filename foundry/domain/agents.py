@@ -33,8 +33,9 @@ def job(
         "run_id": run["id"],
         "attempt": attempt,
         "issue": {
-            "id": run["linear_issue_id"],
-            "identifier": run["linear_identifier"],
+            "tracker": run["tracker"],
+            "id": run["issue_id"],
+            "identifier": run["issue_key"],
             "title": run["title"],
             "description": run["description"],
             "url": run["issue_url"],

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from foundry.domain import trackers
+
 
 @dataclass(frozen=True)
 class Approver:
@@ -20,6 +22,24 @@ def by_linear_email(approvers: Iterable[Approver], email: str | None) -> Approve
         return None
     wanted = email.casefold()
     return next((a for a in approvers if (a.linear_email or "").casefold() == wanted), None)
+
+
+def by_github_login(approvers: Iterable[Approver], login: str | None) -> Approver | None:
+    """GitHub logins are case-insensitive: `Lead-Dev` and `lead-dev` are one account."""
+    if not login:
+        return None
+    wanted = login.casefold()
+    return next((a for a in approvers if (a.github_login or "").casefold() == wanted), None)
+
+
+def by_tracker_actor(
+    approvers: Iterable[Approver], tracker: str, *, email: str | None, login: str | None
+) -> Approver | None:
+    """The approver behind a person acting in an issue tracker: Linear names people by email,
+    GitHub by login."""
+    if tracker == trackers.GITHUB:
+        return by_github_login(approvers, login)
+    return by_linear_email(approvers, email)
 
 
 def covers(approver: Approver, required_roles: Iterable[str]) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import uuid
 
 # Fixed forever: changing one would give every past effect a new Linear id, and a retry after the
@@ -14,6 +15,15 @@ _ACTIVITY_NAMESPACE = b"foundry:linear-activity:"
 
 def key(run_id: str, step: str, attempt: int = 0) -> str:
     return f"run:{run_id}:{step}:{attempt}"
+
+
+# The hidden line that ends every comment Foundry writes to a tracker without client-chosen
+# comment ids (GitHub): the retry of a comment finds it, and intake knows Foundry's own words.
+_MARKER_LINE = re.compile(r"<!-- foundry:[A-Za-z0-9_.:-]{1,200} -->")
+
+
+def carries_marker(body: str) -> bool:
+    return any(_MARKER_LINE.fullmatch(line.strip()) for line in body.splitlines())
 
 
 def linear_comment_id(effect_key: str) -> str:

@@ -1,8 +1,14 @@
-"""What a Linear delivery says, as plain values the trigger rules can decide on."""
+"""What a tracker's delivery says, as plain values the trigger rules can decide on.
+
+The shapes are Linear's, Foundry's first tracker; another tracker's parser maps its events onto
+them (an issue "create", "update" with the labels before and after, "remove"; a comment
+"create") and names itself in `IssueRef.tracker`."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
+from foundry.domain import trackers
 
 
 @dataclass(frozen=True)
@@ -22,6 +28,7 @@ class IssueRef:
     title: str = ""
     description: str | None = None
     url: str | None = None
+    tracker: str = trackers.LINEAR
 
 
 @dataclass(frozen=True)

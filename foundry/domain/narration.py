@@ -259,6 +259,8 @@ _EFFECT_NOUN = {
     "agent_dispatch": "the job to the agent",
     "agent_cancel": "cancelling the agent's job",
     "github_redeliver": "asking GitHub to redeliver",
+    "issue_comment": "the comment on the issue",
+    "issue_attachment": "linking the pull request from the issue",
 }
 
 
@@ -282,6 +284,10 @@ _LINE: dict[str, Callable[[Mapping[str, Any], str], str]] = {
         f"cancellation to agent {p.get('agent', '?')}, attempt {p.get('attempt', '?')}"
     ),
     "github_redeliver": lambda p, about: f"GitHub asked to redeliver {p.get('delivery_id', '?')}",
+    "issue_comment": lambda p, about: f"comment on {p.get('issue_key', 'the issue')}{about}",
+    "issue_attachment": lambda p, about: (
+        f"link on {p.get('issue_key', 'the issue')}: {p.get('title') or p.get('url', '?')}"
+    ),
 }
 
 

@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from enum import StrEnum
 
-from foundry.domain import events
+from foundry.domain import events, trackers
 from foundry.domain.events import Actor, IssueRef
 
 
@@ -42,6 +42,10 @@ class StopRun:
     actor: Actor
     # Set for a label removal: stop only a run whose trigger label is among these ids.
     removed_label_ids: frozenset[str] | None = None
+    tracker: str = trackers.LINEAR
+    # An issue marked done: a run that has its PR is left to it (the PR's merge may be what
+    # closed the issue, and its webhook can come second); a run without one is stopped.
+    spare_with_pr: bool = False
 
 
 @dataclass(frozen=True)
@@ -53,6 +57,7 @@ class Decide:
     # Set when the decision is a prompt in Linear's agent panel: the answer goes there too.
     agent_session_id: str | None = None
     activity_id: str | None = None
+    tracker: str = trackers.LINEAR
 
 
 @dataclass(frozen=True)
@@ -82,6 +87,7 @@ class ChooseRepository:
     repository: str
     actor: Actor
     agent_session_id: str | None = None
+    tracker: str = trackers.LINEAR
 
 
 @dataclass(frozen=True)
@@ -119,7 +125,7 @@ def trigger_label_id(event: events.IssueEvent, rules: TriggerRules) -> str | Non
 
 def _on_issue(event: events.IssueEvent, rules: TriggerRules) -> Intent:
     if event.action == "remove":
-        return StopRun(event.issue.id, "issue deleted", event.actor)
+        return StopRun(event.issue.id, "issue deleted", event.actor, tracker=event.issue.tracker)
     label_id = trigger_label_id(event, rules)
     if event.action == "create":
         if label_id is None:
@@ -128,7 +134,10 @@ def _on_issue(event: events.IssueEvent, rules: TriggerRules) -> Intent:
     if event.action != "update":
         return Ignore(f"issue {event.action} is not acted on")
     if event.state_changed and event.state_type == "canceled":
-        return StopRun(event.issue.id, "issue canceled", event.actor)
+        return StopRun(event.issue.id, "issue canceled", event.actor, tracker=event.issue.tracker)
+    if event.state_changed and event.state_type == "completed":
+        issue = event.issue
+        return StopRun(issue.id, "issue completed", event.actor, tracker=issue.tracker, spare_with_pr=True)
     return _on_label_change(event, rules, label_id)
 
 
@@ -142,7 +151,8 @@ def _on_label_change(event: events.IssueEvent, rules: TriggerRules, label_id: st
     if label_id is None and removed:
         if rules.label_id is not None and rules.label_id not in removed:
             return Ignore("removed labels do not include the trigger label")
-        return StopRun(event.issue.id, "trigger label removed", event.actor, removed_label_ids=removed)
+        issue = event.issue
+        return StopRun(issue.id, "trigger label removed", event.actor, removed, tracker=issue.tracker)
     return Ignore("issue update does not change the trigger label")
 
 
@@ -156,9 +166,9 @@ def _on_comment(event: events.CommentEvent) -> Intent:
     if verb == "start":
         return OpenRun(event.issue, "comment", event.actor)
     if verb == "repo":
-        return _choose(event.issue.id, rest, event.actor)
+        return _choose(event.issue, rest, event.actor)
     if verb in Decision.__members__.values():
-        return Decide(event.issue.id, Decision(verb), event.actor, note=rest)
+        return Decide(event.issue.id, Decision(verb), event.actor, note=rest, tracker=event.issue.tracker)
     return Ignore(f"unknown command /foundry {verb}")
 
 
@@ -166,11 +176,11 @@ _REPOSITORY = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
 _PROMPT_REPOSITORY = re.compile(r"^\s*(?:/foundry\s+)?repo\s+(\S+)\s*$", re.IGNORECASE)
 
 
-def _choose(issue_id: str, named: str, actor: Actor, session_id: str | None = None) -> Intent:
+def _choose(issue: IssueRef, named: str, actor: Actor, session_id: str | None = None) -> Intent:
     name = named.split()[0] if named.split() else ""
     if not _REPOSITORY.match(name) or len(name) > 255:
         return Ignore("/foundry repo needs a repository as owner/name")
-    return ChooseRepository(issue_id, name, actor, session_id)
+    return ChooseRepository(issue.id, name, actor, session_id, tracker=issue.tracker)
 
 
 # A prompt that is only a decision ("approve", "/foundry reject", "Approve.") decides like a comment.
@@ -188,7 +198,7 @@ def _on_agent_session(event: events.AgentSessionEvent) -> Intent:
         return Ignore("agent session prompt is empty")
     chosen = _PROMPT_REPOSITORY.match(event.prompt)
     if chosen is not None:
-        return _choose(event.issue.id, chosen.group(1), event.actor, event.session_id)
+        return _choose(event.issue, chosen.group(1), event.actor, event.session_id)
     decision = _PROMPT_DECISION.match(event.prompt)
     if decision is not None:
         verdict = Decision(decision.group(1).lower())

@@ -12,7 +12,7 @@ from typing import TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from foundry.domain import events
+from foundry.domain import events, trackers
 from foundry.errors import BadRequest
 from foundry.inbound import text
 
@@ -34,6 +34,8 @@ class Parsed:
 
     event: IssuesEvent
     repository: str
+    # GitHub's own action (`labeled`), which the delivery is recorded under.
+    action: str = ""
 
 
 class _Model(BaseModel):
@@ -62,6 +64,7 @@ class _Issue(_Model):
     body: str | None = None
     html_url: str | None = None
     labels: list[_Label] = []
+    state_reason: str | None = Field(None, max_length=32)
     # Present only when the "issue" is a pull request: GitHub sends PR comments as `issue_comment`.
     pull_request: _PullLink | None = None
 
@@ -100,12 +103,13 @@ def parse(event: str, body: bytes) -> Parsed:
     if event not in EVENTS:
         envelope = _validate(_Envelope, body)
         repository = envelope.repository.full_name if envelope.repository else ""
-        return Parsed(events.UnsupportedEvent(event, _actor(envelope.sender)), repository)
+        return Parsed(events.UnsupportedEvent(event, _actor(envelope.sender)), repository, envelope.action)
     payload = _validate(Payload, body)
     actor = _actor(payload.sender)
+    repository, action = payload.repository.full_name, payload.action
     if event == "issues":
-        return Parsed(_issue_event(payload, actor), payload.repository.full_name)
-    return Parsed(_comment_event(payload, actor), payload.repository.full_name)
+        return Parsed(_issue_event(payload, actor), repository, action)
+    return Parsed(_comment_event(payload, actor), repository, action)
 
 
 def _validate(model: type[M], body: bytes) -> M:
@@ -127,7 +131,9 @@ def _actor(sender: _User | None) -> events.Actor:
 def _issue_ref(payload: Payload) -> events.IssueRef:
     issue = payload.issue
     identifier = f"{payload.repository.full_name}#{issue.number}"
-    return events.IssueRef(issue.node_id, identifier, issue.title, issue.body, issue.html_url)
+    return events.IssueRef(
+        issue.node_id, identifier, issue.title, issue.body, issue.html_url, trackers.GITHUB
+    )
 
 
 def _issue_event(payload: Payload, actor: events.Actor) -> events.IssueEvent:
@@ -154,8 +160,11 @@ def _unlabeled(event: events.IssueEvent, payload: Payload) -> events.IssueEvent:
 
 
 def _closed(event: events.IssueEvent, payload: Payload) -> events.IssueEvent:
-    # Closed either way (completed or not planned), nobody wants the run to go on.
-    return replace(event, action="update", state_type="canceled", state_changed=True)
+    """Closed as not planned (or a duplicate) is Linear's canceled; closed as completed, its
+    completed — which is also how a merged PR's "Closes #42" closes the issue."""
+    completed = payload.issue.state_reason in (None, "completed")
+    state = "completed" if completed else "canceled"
+    return replace(event, action="update", state_type=state, state_changed=True)
 
 
 def _deleted(event: events.IssueEvent, payload: Payload) -> events.IssueEvent:

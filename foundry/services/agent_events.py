@@ -86,7 +86,7 @@ class AgentEvents:
         )
         if moved:
             body = f"**Pull request opened**: {event.pr_url}"
-            await outbox.enqueue(tx, effects.linear_comment(run, "pr_opened", body), now=now)
+            await outbox.enqueue(tx, effects.issue_comment(run, "pr_opened", body), now=now)
         return {"status": RunStatus.PR_OPEN.value if moved else run["status"], "changed": moved}
 
     async def _pr_updated(self, tx: Tx, run: Row, now: datetime) -> dict[str, Any]:
@@ -121,7 +121,7 @@ class AgentEvents:
         ):  # cannot happen under the row lock; a transition that did not happen has no effect
             return {"status": run["status"], "redispatched": False}
         body = f"**Foundry run failed** after {run['attempt']} attempts: {event.reason or 'no reason given'}."
-        await outbox.enqueue(tx, effects.linear_comment(run, "failed", body), now=now)
+        await outbox.enqueue(tx, effects.issue_comment(run, "failed", body), now=now)
         return {"status": RunStatus.FAILED.value, "redispatched": False}
 
     async def _on_cost(self, tx: Tx, run: Row, event: Report, now: datetime) -> dict[str, Any]:

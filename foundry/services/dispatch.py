@@ -117,7 +117,7 @@ class Dispatch:
             f"**Foundry did not send this run to an agent**: its job contains what looks like a "
             f"credential ({kinds}). Remove it from the issue, then `/foundry start` again."
         )
-        await outbox.enqueue(tx, effects.linear_comment(run, "secret_detected", body), now=now)
+        await outbox.enqueue(tx, effects.issue_comment(run, "secret_detected", body), now=now)
         await leases.release(tx, schema.runs, lease, now=now)
         return "refused: " + kinds
 

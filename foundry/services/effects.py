@@ -9,7 +9,7 @@ from typing import Any
 from foundry.db import outbox
 from foundry.db.outbox import Effect
 from foundry.db.tx import Tx
-from foundry.domain import effects, messages, sessions, templates
+from foundry.domain import effects, messages, sessions, templates, trackers
 from foundry.domain.plans import Plan
 
 LINEAR_COMMENT, SLACK_MESSAGE, SLACK_UPDATE = "linear_comment", "slack_message", "slack_update"
@@ -21,13 +21,18 @@ LINEAR_ACTIVITY, LINEAR_SESSION_CREATE = "linear_activity", "linear_session_crea
 LINEAR_START_ISSUE = "linear_start_issue"
 # Asking GitHub to send a failed webhook delivery again (the redelivery sweeper); no run.
 GITHUB_REDELIVER = "github_redeliver"
+# A comment on, or the PR linked from, an issue of any tracker but Linear (whose effects keep
+# their own kinds): the sender finds the tracker's adapter by the payload's `tracker`.
+ISSUE_COMMENT, ISSUE_ATTACHMENT = "issue_comment", "issue_attachment"
 
 
-def linear_comment(run: Mapping[str, Any], step: str, body: str, attempt: int = 0) -> Effect:
-    """What the run says on its issue at `step`: a comment, or — for a run with an agent
+def issue_comment(run: Mapping[str, Any], step: str, body: str, attempt: int = 0) -> Effect:
+    """What the run says on its issue at `step`: a comment, or — for a Linear run with an agent
     session — the session's activity for that milestone (`domain.sessions`), which carries the
     comment too, for a sender whose Linear credentials cannot act as the agent."""
     key = effects.key(run["id"], step, attempt)
+    if not _on_linear(run):
+        return Effect(key, ISSUE_COMMENT, {**issue_address(run), "body": body}, run["id"])
     payload = {"issue_id": run["linear_issue_id"], "body": body, "comment_id": effects.linear_comment_id(key)}
     session_id = run.get("agent_session_id")
     if session_id:
@@ -42,7 +47,7 @@ def linear_comment(run: Mapping[str, Any], step: str, body: str, attempt: int = 
 
 def session_note(run: Mapping[str, Any], step: str, body: str, attempt: int = 0) -> list[Effect]:
     """A milestone told only in the run's agent session (none without a session)."""
-    return [linear_comment(run, step, body, attempt)] if run.get("agent_session_id") else []
+    return [issue_comment(run, step, body, attempt)] if run.get("agent_session_id") else []
 
 
 def session_opened(run: Mapping[str, Any], page_url: str, *, start_issue: bool) -> list[Effect]:
@@ -94,10 +99,10 @@ def plan_ready(
     body = templates.plan_comment(plan, roles)
     if repository is not None:
         body += f"\n\n**Repository**: {repository}"
-    posted = [linear_comment(run, "plan_comment", body)]
+    posted = [issue_comment(run, "plan_comment", body)]
     if channel:
         text, blocks = messages.approval_request(
-            run["id"], run["linear_identifier"], run["title"], plan.summary, roles
+            run["id"], run["issue_key"], run["title"], plan.summary, roles
         )
         payload = {"channel": channel, "text": text, "blocks": blocks}
         posted.append(Effect(approval_message_key(run["id"]), SLACK_MESSAGE, payload, run["id"]))
@@ -106,9 +111,9 @@ def plan_ready(
 
 def decided(run: Mapping[str, Any], outcome: str, actor: str, *, slack: bool) -> list[Effect]:
     """Tell the issue, and edit the approval message so nobody clicks a settled question."""
-    said = [linear_comment(run, f"decision_{outcome}", f"**Foundry run {outcome}** by {actor}.")]
+    said = [issue_comment(run, f"decision_{outcome}", f"**Foundry run {outcome}** by {actor}.")]
     if slack:
-        text, blocks = messages.decision_made(run["linear_identifier"], run["title"], outcome, actor)
+        text, blocks = messages.decision_made(run["issue_key"], run["title"], outcome, actor)
         payload = {"message_key": approval_message_key(run["id"]), "text": text, "blocks": blocks}
         said.append(Effect(effects.key(run["id"], "slack_decision"), SLACK_UPDATE, payload, run["id"]))
     return said
@@ -131,10 +136,23 @@ async def after_stop(tx: Tx, run: Mapping[str, Any], at: datetime) -> None:
         await outbox.enqueue(tx, cancel(run["id"], run["agent_name"], int(run["attempt"])), now=at)
 
 
-def linear_attachment(run: Mapping[str, Any], url: str, title: str) -> Effect:
-    """The PR on the Linear issue: Linear upserts attachments by URL, and the key says once."""
+def pr_attachment(run: Mapping[str, Any], url: str, title: str) -> Effect:
+    """The PR linked from the issue: Linear upserts attachments by URL, and the key says once."""
+    key = effects.key(run["id"], "pr_attachment")
+    if not _on_linear(run):
+        return Effect(key, ISSUE_ATTACHMENT, {**issue_address(run), "url": url, "title": title}, run["id"])
     payload = {"issue_id": run["linear_issue_id"], "url": url, "title": title}
-    return Effect(effects.key(run["id"], "pr_attachment"), LINEAR_ATTACHMENT, payload, run["id"])
+    return Effect(key, LINEAR_ATTACHMENT, payload, run["id"])
+
+
+def issue_address(run: Mapping[str, Any]) -> dict[str, str]:
+    return {"tracker": run["tracker"], "issue_id": run["issue_id"], "issue_key": run["issue_key"]}
+
+
+def _on_linear(run: Mapping[str, Any]) -> bool:
+    """Runs read from the database name their tracker; a few effects are built from partial
+    rows (a session's run before it is read), which are always Linear's."""
+    return bool(run.get("tracker", trackers.LINEAR) == trackers.LINEAR)
 
 
 def dispatch_given_up(run: Mapping[str, Any], attempt: int, reason: str) -> Effect:
@@ -145,4 +163,4 @@ def dispatch_given_up(run: Mapping[str, Any], attempt: int, reason: str) -> Effe
         f"{run['agent_name']} ({reason}). Once the agent is reachable, retry the run "
         "(`/foundry start` on this issue, or the operator's retry)."
     )
-    return linear_comment(run, "dispatch_failed", body, attempt)
+    return issue_comment(run, "dispatch_failed", body, attempt)

@@ -107,7 +107,7 @@ class GitHubReconciler:
         if not repositories:
             log.info("github_reconciler.no_repository", run_id=run["id"])
             return None
-        branch = names.branch_name(run["linear_identifier"], run["id"])
+        branch = names.branch_name(run["issue_key"], run["id"])
         for repository in repositories:
             found = github.pull_request_for_branch(repository, branch)
             if found is not None:

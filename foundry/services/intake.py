@@ -10,7 +10,7 @@ from foundry.db import deliveries, outbox, runs
 from foundry.db import intake as intake_store
 from foundry.db.database import Database
 from foundry.db.tx import Tx
-from foundry.domain import approvals, routing, triggers
+from foundry.domain import approvals, routing, trackers, triggers
 from foundry.domain.statuses import RunStatus
 from foundry.services import decisions, effects
 from foundry.services.delivery import Delivery, Step, ignore, process, process_sync, recorded
@@ -84,6 +84,8 @@ class Intake:
     ) -> None:
         """A delegation is answered in its session at once (and the run adopts the session if it
         was opened otherwise); with `sessions_for_all_runs`, any other new run asks for one."""
+        if intent.issue.tracker != trackers.LINEAR:
+            return  # agent sessions are Linear's
         page = self.page_url(opening.run_id)
         run: dict[str, Any] = {"id": opening.run_id, "linear_issue_id": intent.issue.id}
         session_id = intent.agent_session_id
@@ -100,7 +102,7 @@ class Intake:
         self, tx: Tx, d: deliveries.NewDelivery, intent: triggers.ChooseRepository
     ) -> IntakeResult:
         """`/foundry repo owner/name`: the run waiting to be told where to work is planned there."""
-        run_id = await runs.active_id(tx, intent.issue_id)
+        run_id = await runs.active_id(tx, intent.issue_id, intent.tracker)
         if run_id is None:
             return await recorded(tx, d, IntakeResult("ignored", reason="no active run to route"))
         repository = self._repositories.named(intent.repository)
@@ -129,9 +131,12 @@ class Intake:
                 actor, "slack", approvals.by_slack_user(self._approvers, intent.slack_user_id)
             )
         else:
-            run_id = await runs.active_id(tx, intent.issue_id)
-            approver = approvals.by_linear_email(self._approvers, intent.actor.email)
-            decider = decisions.Decider(intent.actor.describe(), "linear", approver)
+            run_id = await runs.active_id(tx, intent.issue_id, intent.tracker)
+            person = intent.actor
+            approver = approvals.by_tracker_actor(
+                self._approvers, intent.tracker, email=person.email, login=person.name
+            )
+            decider = decisions.Decider(person.describe(), intent.tracker, approver)
         decided = None
         if run_id is not None:
             decided = await decisions.decide(
@@ -152,8 +157,8 @@ def _new_run(intent: triggers.OpenRun, now: datetime) -> runs.NewRun:
     issue = intent.issue
     return runs.NewRun(
         id=str(uuid.uuid4()),
-        linear_issue_id=issue.id,
-        linear_identifier=issue.identifier,
+        issue_id=issue.id,
+        issue_key=issue.identifier,
         title=issue.title,
         status=RunStatus.INTAKE,
         trigger=intent.trigger,
@@ -162,12 +167,20 @@ def _new_run(intent: triggers.OpenRun, now: datetime) -> runs.NewRun:
         issue_url=issue.url,
         trigger_label_id=intent.label_id,
         agent_session_id=intent.agent_session_id,
+        tracker=issue.tracker,
     )
 
 
 async def _stop(tx: Tx, d: deliveries.NewDelivery, intent: triggers.StopRun) -> IntakeResult:
     event = runs.NewEvent("stopped", d.received_at, intent.actor.describe(), {"reason": intent.reason}, d.id)
-    stopped = await runs.stop_active(tx, intent.issue_id, event, label_ids=intent.removed_label_ids)
+    stopped = await runs.stop_active(
+        tx,
+        intent.issue_id,
+        event,
+        label_ids=intent.removed_label_ids,
+        tracker=intent.tracker,
+        spare_with_pr=intent.spare_with_pr,
+    )
     if stopped is None:
         return await recorded(tx, d, IntakeResult("ignored", reason="no active run to stop"))
     await effects.after_stop(tx, stopped, d.received_at)
@@ -193,7 +206,7 @@ async def _stop_session(tx: Tx, d: deliveries.NewDelivery, intent: triggers.Stop
     await effects.after_stop(tx, stopped, d.received_at)
     told = {**stopped, "agent_session_id": intent.agent_session_id}
     body = f"**Foundry run stopped** by {actor}: nothing more will be done, and the agent was told to cancel."
-    await outbox.enqueue(tx, effects.linear_comment(told, "stopped", body), now=d.received_at)
+    await outbox.enqueue(tx, effects.issue_comment(told, "stopped", body), now=d.received_at)
     return await recorded(tx, d, IntakeResult("cancelled", stopped["id"]))
 
 
@@ -239,4 +252,4 @@ async def _answer_prompt(
     if run is None:
         return
     told = {**run, "agent_session_id": session_id}
-    await outbox.enqueue(tx, effects.linear_comment(told, f"prompt_{prompt_key}", body), now=at)
+    await outbox.enqueue(tx, effects.issue_comment(told, f"prompt_{prompt_key}", body), now=at)

@@ -37,7 +37,7 @@ class Jobs:
         job = agent_rules.job(
             dict(run),
             attempt=attempt,
-            branch=names.branch_name(run["linear_identifier"], run["id"]),
+            branch=names.branch_name(run["issue_key"], run["id"]),
             constraints=constraints,
             callback_url=f"{self.public_url.rstrip('/')}/api/runs/{run['id']}/events",
             subscription=subscription,

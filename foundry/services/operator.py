@@ -53,8 +53,8 @@ class Operator:
         now = self._clock()
         new = runs.NewRun(
             str(uuid.uuid4()),
-            old["linear_issue_id"],
-            old["linear_identifier"],
+            old["issue_id"],
+            old["issue_key"],
             old["title"],
             RunStatus.INTAKE,
             "retry",
@@ -63,10 +63,11 @@ class Operator:
             old["issue_url"],
             old["trigger_label_id"],
             old["agent_session_id"],
+            old["tracker"],
         )
         opened = runs.NewEvent("opened", now, actor, {"trigger": "retry", "retried_from": run_id})
         if not await runs.insert_unless_active(tx, new, opened, since=now, max_recent=_NO_GUARD):
-            active = await runs.active_id(tx, old["linear_issue_id"])
-            raise Conflict(f"Issue {old['linear_identifier']} already has an active run {active}.")
+            active = await runs.active_id(tx, old["issue_id"], old["tracker"])
+            raise Conflict(f"Issue {old['issue_key']} already has an active run {active}.")
         await runs.append_event(tx, run_id, runs.NewEvent("retried", now, actor, {"new_run_id": new.id}))
         return {"run_id": new.id, "retried_from": run_id, "status": RunStatus.INTAKE.value}

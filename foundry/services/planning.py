@@ -22,7 +22,7 @@ from foundry.db import leases, outbox, runs, schema
 from foundry.db.database import Database
 from foundry.db.outbox import Effect
 from foundry.db.tx import Tx
-from foundry.domain import policy, readiness, routing, templates
+from foundry.domain import policy, readiness, routing, templates, trackers
 from foundry.domain.plans import IssueForPlanning, Plan
 from foundry.domain.statuses import RunStatus
 from foundry.errors import StorageError
@@ -113,7 +113,7 @@ class Planning:
         criteria = readiness.acceptance_criteria(description)
         if not criteria:
             drafted = readiness.draft_criteria(run["title"], description)
-            comment = effects.linear_comment(run, "clarification", templates.clarification_comment(drafted))
+            comment = effects.issue_comment(run, "clarification", templates.clarification_comment(drafted))
             return Outcome(
                 RunStatus.NEEDS_CLARIFICATION,
                 "needs_clarification",
@@ -125,7 +125,7 @@ class Planning:
         if routed is not None and routed.repository is None:
             return _ask_for_repository(run, routed, description)
         repository = routed.repository if routed is not None else None
-        issue = IssueForPlanning(run["linear_identifier"], run["title"], description, criteria)
+        issue = IssueForPlanning(run["issue_key"], run["title"], description, criteria)
         plan = self._plan(issue)
         rules = repository.policy if repository is not None and repository.policy is not None else self._rules
         verdict = policy.gate(plan.paths, rules)
@@ -136,7 +136,7 @@ class Planning:
             "repository": repository.name if repository is not None else None,
         }
         if verdict.blocked:
-            comment = effects.linear_comment(run, "blocked", templates.blocked_comment(verdict.forbidden))
+            comment = effects.issue_comment(run, "blocked", templates.blocked_comment(verdict.forbidden))
             forbidden = {"forbidden": list(verdict.forbidden)}
             return Outcome(RunStatus.BLOCKED, "blocked", forbidden, [comment], values, routed)
         where = routed.reason if routed is not None else None
@@ -150,7 +150,13 @@ class Planning:
 
     def _route(self, run: Mapping[str, Any]) -> routing.Routed | None:
         """Where the run works: None with routing off; a repository and why; or (no repository)
-        the question for a person. A repository already chosen is kept."""
+        the question for a person. A repository already chosen is kept. A GitHub issue's run
+        works in the issue's own repository, with that repository's policy and agent when it
+        is configured."""
+        if run["tracker"] == trackers.GITHUB:
+            name = run["issue_key"].partition("#")[0]
+            configured = self._repositories.named(name)
+            return routing.Routed(configured or routing.Repository(name), f"the issue's repository → {name}")
         if not self._repositories.enabled:
             return None
         chosen = self._repositories.named(run["repository"])
@@ -161,8 +167,8 @@ class Planning:
     def _facts(self, run: Mapping[str, Any]) -> routing.IssueFacts:
         """The issue's team, labels and project, from Linear when it can be asked (a retryable
         failure propagates: planned again later); else the team its identifier names."""
-        fallback = routing.IssueFacts(routing.team_of(run["linear_identifier"]))
-        if self._linear is None:
+        fallback = routing.IssueFacts(routing.team_of(run["issue_key"]))
+        if self._linear is None or run["tracker"] != trackers.LINEAR:
             return fallback
         try:
             return self._linear.issue_facts(run["linear_issue_id"])
@@ -177,7 +183,7 @@ class Planning:
 
         A retryable failure propagates: the lease lapses and the run is planned again later,
         rather than ending `needs_clarification` over a network blip."""
-        if run["description"] is not None or self._linear is None:
+        if run["description"] is not None or self._linear is None or run["tracker"] != trackers.LINEAR:
             return str(run["description"] or "")
         try:
             return str(self._linear.issue(run["linear_issue_id"]).get("description") or "")
@@ -231,7 +237,7 @@ def _ask_for_repository(run: Mapping[str, Any], routed: routing.Routed, descript
         f"**Which repository should Foundry work in?** It did not guess: {routed.reason}. "
         f"Candidates: {candidates}. Answer with a comment `/foundry repo owner/name`."
     )
-    comment = effects.linear_comment(run, "repository_question", body)
+    comment = effects.issue_comment(run, "repository_question", body)
     data = {"reason": routed.reason, "candidates": list(routed.candidates)}
     values = {"awaiting": "repository", "description": description}
     return Outcome(RunStatus.PLANNING, "repository_needed", data, [comment], values)

@@ -97,7 +97,7 @@ class PrChecks:
             return
         if body:
             step = f"{kind}_{str(run['pr_head_sha'])[:12]}"
-            await outbox.enqueue(tx, effects.linear_comment(run, step, body), now=now)
+            await outbox.enqueue(tx, effects.issue_comment(run, step, body), now=now)
         await leases.release(tx, R, lease, now=now)
 
 

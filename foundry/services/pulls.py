@@ -109,8 +109,8 @@ class Pulls:
             await _enqueue(
                 tx,
                 d.received_at,
-                effects.linear_comment(run, "pr_opened", f"**Pull request opened**: {pr.url}"),
-                effects.linear_attachment(run, pr.url, f"PR #{pr.number}: {pr.title or run['title']}"),
+                effects.issue_comment(run, "pr_opened", f"**Pull request opened**: {pr.url}"),
+                effects.pr_attachment(run, pr.url, f"PR #{pr.number}: {pr.title or run['title']}"),
             )
         return Result("updated", run["id"], changed=True)
 
@@ -124,12 +124,12 @@ class Pulls:
         await _enqueue(
             tx,
             d.received_at,
-            effects.linear_comment(run, outcome.value, f"**Pull request {verb}**: {pr.url}"),
+            effects.issue_comment(run, outcome.value, f"**Pull request {verb}**: {pr.url}"),
         )
         return Result("updated", run["id"], changed=True)
 
     async def _remediate(self, tx: Tx, d: NewDelivery, run: Row, intent: pulls.Remediate) -> Result:
-        why = self._why_not_retry(run, await runs.issue_cost(tx, run["linear_issue_id"]))
+        why = self._why_not_retry(run, await runs.issue_cost(tx, run["issue_id"], run["tracker"]))
         if why is not None:
             return await self._needs_person(tx, d, run, intent, why)
         if not await outbox.enqueue(tx, self._sent_back(run, intent), now=d.received_at):
@@ -157,7 +157,7 @@ class Pulls:
             f"back to fix it (attempt {attempt} of {self._max_retries + 1})."
         )
         step = pulls.remediation_step(intent.pr.head_sha, intent.reason)
-        return effects.linear_comment(run, step, body)
+        return effects.issue_comment(run, step, body)
 
     def _why_not_retry(self, run: Mapping[str, Any], spent: float) -> str | None:
         if run["agent_name"] is None:
@@ -179,7 +179,7 @@ class Pulls:
                 tx, run["id"], expected=run["status"], new=RunStatus.REVIEW_REQUIRED, event=event
             )
         body = f"**A person is needed** on {intent.pr.url}: {why} ({intent.reason.replace('_', ' ')})."
-        await _enqueue(tx, d.received_at, effects.linear_comment(run, "needs_person", body))
+        await _enqueue(tx, d.received_at, effects.issue_comment(run, "needs_person", body))
         return Result("updated", run["id"], changed=False, reason=why)
 
 

@@ -24,7 +24,7 @@ from foundry.clients.linear import IssueComment, IssueState, LinearClient
 from foundry.db import deliveries, github_sync, runs
 from foundry.db.database import Database
 from foundry.db.tx import Tx
-from foundry.domain import approvals, events, triggers
+from foundry.domain import approvals, events, trackers, triggers
 from foundry.domain.statuses import RunStatus
 from foundry.services import decisions
 from foundry.services.delivery import Delivery, Result, process_sync, recorded
@@ -131,7 +131,7 @@ class IssueFollower:
             return 0
         self._last = now
         active = self._db.transaction_sync(
-            lambda tx: github_sync.active_runs(tx, limit=MAX_FOLLOWED), write=False
+            lambda tx: github_sync.active_runs(tx, limit=MAX_FOLLOWED, tracker=trackers.LINEAR), write=False
         )
         done = 0
         for run in active:

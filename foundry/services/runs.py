@@ -35,6 +35,9 @@ SHORT_ID = re.compile(r"[0-9a-fA-F]{8}")
 
 RUN_FIELDS = (
     "id",
+    "tracker",
+    "issue_id",
+    "issue_key",
     "linear_issue_id",
     "linear_identifier",
     "title",
@@ -182,7 +185,7 @@ async def resolve(tx: Tx, run_id: str) -> Row:
 
 
 def _ambiguous(short_id: str, found: Sequence[Row]) -> str:
-    named = ", ".join(f"{row['id']} ({row['linear_identifier']})" for row in found[:MAX_NAMED])
+    named = ", ".join(f"{row['id']} ({row['issue_key']})" for row in found[:MAX_NAMED])
     more = " and more" if len(found) > MAX_NAMED else ""
     return f"The short id {short_id} matches several runs: {named}{more}; give the full id."
 

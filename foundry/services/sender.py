@@ -19,10 +19,11 @@ from foundry.clients.errors import OutboundError
 from foundry.clients.github import GitHubClient
 from foundry.clients.linear import LinearClient
 from foundry.clients.slack import SlackClient
+from foundry.clients.trackers import IssueAddress, IssueTracker, table
 from foundry.db import agents, leases, outbox, runs
 from foundry.db.database import Database
 from foundry.db.tx import Row, Tx
-from foundry.domain import backoff, sessions, statuses
+from foundry.domain import backoff, sessions, statuses, trackers
 from foundry.domain.statuses import RunStatus
 from foundry.services import effects
 
@@ -51,6 +52,7 @@ class Sender:
         webhook_agents: WebhookAgentClient | None = None,
         github: GitHubActionsClient | None = None,
         github_reader: GitHubClient | None = None,
+        issue_trackers: Mapping[str, IssueTracker] | None = None,
         owner: str,
         lease: timedelta,
         max_attempts: int,
@@ -58,7 +60,8 @@ class Sender:
         redact: Callable[[str], str] = logs.scrub,
         retry_at: Callable[[datetime], None] | None = None,
     ) -> None:
-        """`retry_at` hears when an effect backs off until: the worker wakes then to retry it."""
+        """`retry_at` hears when an effect backs off until: the worker wakes then to retry it.
+        `issue_trackers`: the adapter for each tracker Foundry writes to, by name."""
         self._db = db
         self._retry_at = retry_at
         self._linear = linear
@@ -66,6 +69,7 @@ class Sender:
         self._webhook_agents = webhook_agents
         self._github = github
         self._github_reader = github_reader
+        self._trackers = dict(issue_trackers) if issue_trackers is not None else table(linear, None)
         self._owner = owner
         self._ttl = lease
         self._max_attempts = max_attempts
@@ -169,10 +173,11 @@ class Sender:
     def _deliver(self, row: Mapping[str, Any]) -> dict[str, Any] | None:
         kind, payload = row["kind"], row["payload"]
         if kind == effects.LINEAR_COMMENT:
-            self._client("linear").create_comment(
-                comment_id=payload["comment_id"], issue_id=payload["issue_id"], body=payload["body"]
+            linear = IssueAddress(trackers.LINEAR, payload["issue_id"], "")
+            said = self._tracker(trackers.LINEAR).comment(
+                linear, payload["body"], effect_key=row["effect_key"], retried=row["attempts"] > 1
             )
-            return {"comment_id": payload["comment_id"]}
+            return {"comment_id": said}
         if kind == effects.LINEAR_ACTIVITY:
             return self._activity(row)
         if kind == effects.LINEAR_SESSION_CREATE:
@@ -180,8 +185,9 @@ class Sender:
         if kind == effects.LINEAR_START_ISSUE:
             return {"state_id": self._client("linear").start_issue(payload["issue_id"])}
         if kind == effects.LINEAR_ATTACHMENT:
-            self._client("linear").attach(
-                issue_id=payload["issue_id"], url=payload["url"], title=payload["title"]
+            linear = IssueAddress(trackers.LINEAR, payload["issue_id"], "")
+            self._tracker(trackers.LINEAR).attach(
+                linear, payload["url"], payload["title"], effect_key=row["effect_key"], retried=False
             )
             return {"url": payload["url"]}
         if kind == effects.SLACK_MESSAGE:
@@ -198,12 +204,26 @@ class Sender:
             return None
         if kind in (effects.AGENT_DISPATCH, effects.AGENT_CANCEL):
             return self._to_agent(row)
+        if kind in (effects.ISSUE_COMMENT, effects.ISSUE_ATTACHMENT):
+            return self._on_issue(row)
         if kind == effects.GITHUB_REDELIVER:
             if self._github_reader is None:
                 raise Skip("github write-back is off (no token configured)")
             self._github_reader.redeliver(payload["repository"], payload["hook_id"], payload["delivery_id"])
             return {"delivery_id": payload["delivery_id"]}
         raise Skip(f"unknown effect kind {kind}")
+
+    def _on_issue(self, row: Mapping[str, Any]) -> dict[str, Any]:
+        """A comment or PR link on another tracker's issue, through that tracker's adapter. A
+        second attempt may follow one the tracker accepted unheard: the adapter looks first."""
+        payload = row["payload"]
+        tracker = self._tracker(payload["tracker"])
+        issue = IssueAddress(payload["tracker"], payload["issue_id"], payload["issue_key"])
+        key, retried = row["effect_key"], row["attempts"] > 1
+        if row["kind"] == effects.ISSUE_ATTACHMENT:
+            tracker.attach(issue, payload["url"], payload["title"], effect_key=key, retried=retried)
+            return {"url": payload["url"]}
+        return {"comment_id": tracker.comment(issue, payload["body"], effect_key=key, retried=retried)}
 
     def _activity(self, row: Mapping[str, Any]) -> dict[str, Any]:
         """The milestone in the run's agent session, then the session's plan as the run stands
@@ -326,6 +346,19 @@ class Sender:
             channel=where["channel"], ts=where["ts"], text=payload["text"], blocks=payload["blocks"]
         )
 
+    def _tracker(self, name: str) -> IssueTracker:
+        """The adapter of the tracker `name`, from the table by tracker."""
+        tracker = self._trackers.get(name)
+        if tracker is None:
+            self._warn_off(name)
+            raise Skip(f"{name} write-back is off (no token configured)")
+        return tracker
+
+    def _warn_off(self, service: str) -> None:
+        if service not in self._warned:
+            self._warned.add(service)
+            log.warning("writeback.off", service=service)
+
     def _client(self, service: str) -> Any:
         client = {
             "linear": self._linear,
@@ -334,9 +367,7 @@ class Sender:
             "github": self._github,
         }[service]
         if client is None:
-            if service not in self._warned:
-                self._warned.add(service)
-                log.warning("writeback.off", service=service)
+            self._warn_off(service)
             raise Skip(f"{service} write-back is off (no token configured)")
         return client
 

@@ -56,7 +56,7 @@ def run(say: Callable[[str], None] = print) -> int:
         story = container.runs.show_sync(run_id)
         container.db.engine.dispose()
     say("")
-    say(f"Timeline of run {run_id[:8]} ({story['run']['linear_identifier']}, now {story['run']['status']}):")
+    say(f"Timeline of run {run_id[:8]} ({story['run']['issue_key']}, now {story['run']['status']}):")
     for event in story["timeline"]:
         detail = ", ".join(f"{k}={v}" for k, v in event["data"].items() if k not in ("from",))
         say(f"  {event['seq']:>2}. {event['kind']:<20} {event['actor'] or '':<18} {detail[:70]}")

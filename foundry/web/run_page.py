@@ -50,7 +50,7 @@ def _notice(code: str | None, status: str) -> m.Safe:
 
 def fragment(story: dict[str, Any], now: datetime, viewer: Viewer) -> m.Safe:
     run = story["run"]
-    heading = m.join([run["linear_identifier"], " ", run["title"], " ", m.status(run["status"])])
+    heading = m.join([run["issue_key"], " ", run["title"], " ", m.status(run["status"])])
     return m.join(
         [
             m.tag("h2", heading),
@@ -116,7 +116,7 @@ def _links(story: dict[str, Any]) -> m.Safe:
     number = run.get("pr_number")
     return m.definitions(
         [
-            ("Linear issue", m.external_link(issue, run["linear_identifier"]) if issue else "—"),
+            ("Linear issue", m.external_link(issue, run["issue_key"]) if issue else "—"),
             ("Pull request", m.external_link(pull, f"#{number}" if number else pull) if pull else "—"),
             ("Agent session", m.external_link(links.get("agent_session"), "open in Linear") or "—"),
             ("Required roles", ", ".join(run.get("required_roles") or []) or "any approver"),

@@ -37,8 +37,12 @@ _NO_INSTANT = _maybe(_INSTANT)
 _STRINGS = {"type": "array", "items": _STRING}
 _RUN = {
     "id": _STRING,
-    "linear_issue_id": _STRING,
-    "linear_identifier": _STRING,
+    "tracker": _STRING,
+    "issue_id": _STRING,
+    "issue_key": _STRING,
+    # Linear's own names for the issue's id and key: null on runs of other trackers.
+    "linear_issue_id": _TEXT,
+    "linear_identifier": _TEXT,
     "title": _STRING,
     "status": {"enum": [status.value for status in RunStatus]},
     "trigger": _STRING,

@@ -122,7 +122,7 @@ def _run_row(run: dict[str, Any], now: datetime) -> list[Any]:
     href = run_href(run["id"])
     return [
         m.link(href, run["id"][:8]),
-        m.external_link(run.get("issue_url"), run["linear_identifier"]),
+        m.external_link(run.get("issue_url"), run["issue_key"]),
         m.link(href, run["title"] or "(untitled)"),
         m.status(run["status"]),
         repository_of(run),

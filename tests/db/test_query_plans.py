@@ -19,9 +19,9 @@ from foundry.db.tx import Params, Row, drive
 HISTORY = ("foundry_runs", "run_events", "webhook_deliveries", "outbox")
 RUNS = 20_000
 SEED = [
-    f"""INSERT INTO foundry_runs (id, linear_issue_id, linear_identifier, title, status, trigger,
-        required_roles, repository, event_seq, created_at, updated_at)
-    SELECT md5(n::text)::uuid::text, 'issue-' || n, 'ENG-' || n, 'Run ' || n,
+    f"""INSERT INTO foundry_runs (id, issue_id, issue_key, linear_issue_id, linear_identifier,
+        title, status, trigger, required_roles, repository, event_seq, created_at, updated_at)
+    SELECT md5(n::text)::uuid::text, 'issue-' || n, 'ENG-' || n, 'issue-' || n, 'ENG-' || n, 'Run ' || n,
            CASE WHEN n % 400 = 0 THEN 'pr_open' WHEN n % 7 = 0 THEN 'closed' ELSE 'merged' END,
            'label', '[]', CASE WHEN n % 3 = 0 THEN 'acme/web' ELSE 'acme/app' END, 2,
            timestamptz '2025-01-01' + n * interval '1 minute',

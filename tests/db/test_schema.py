@@ -17,11 +17,18 @@ from foundry.errors import UniqueViolation
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 
 
-def insert_run(db: database.Database, run_id: str, status: str, issue: str = "issue-1") -> None:
+def insert_run(
+    db: database.Database, run_id: str, status: str, issue: str = "issue-1", tracker: str = "linear"
+) -> None:
+    linear = tracker == "linear"
+    key = "ENG-1" if linear else "acme/widgets#1"
     row = {
         "id": run_id,
-        "linear_issue_id": issue,
-        "linear_identifier": "ENG-1",
+        "tracker": tracker,
+        "issue_id": issue,
+        "issue_key": key,
+        "linear_issue_id": issue if linear else None,
+        "linear_identifier": key if linear else None,
         "title": "t",
         "status": status,
         "trigger": "label",
@@ -58,6 +65,48 @@ def test_two_active_runs_for_one_issue_cannot_be_inserted_even_by_hand(db_url: s
     with pytest.raises(UniqueViolation) as refused:
         insert_run(db, "run-b", "pr_open")
     assert refused.value.constraint == "uniq_active_run_per_issue"
+    db.engine.dispose()
+
+
+def test_another_trackers_issue_is_held_to_one_active_run_by_its_own_index(db_url: str) -> None:
+    db = database.Database(db_url)
+    insert_run(db, "github-a", "intake", tracker="github")
+    insert_run(db, "linear-a", "intake")  # the same id in another tracker is another issue
+    with pytest.raises(UniqueViolation) as refused:
+        insert_run(db, "github-b", "awaiting_approval", tracker="github")
+    assert refused.value.constraint == "uniq_active_run_per_tracker_issue"
+    insert_run(db, "github-c", "merged", tracker="github")
+    assert drive_count(db) == 3
+    db.engine.dispose()
+
+
+@pytest.mark.parametrize(
+    "row",
+    [
+        {"linear_issue_id": None},  # a Linear run without its Linear id
+        {"linear_identifier": "ENG-2"},  # … or with a second identity
+        {"tracker": "github"},  # another tracker's run carrying Linear's columns
+    ],
+)
+def test_each_run_has_exactly_one_shape_of_identity(db_url: str, row: dict[str, object]) -> None:
+    db = database.Database(db_url)
+    good = {
+        "id": "run-a",
+        "tracker": "linear",
+        "issue_id": "issue-1",
+        "issue_key": "ENG-1",
+        "linear_issue_id": "issue-1",
+        "linear_identifier": "ENG-1",
+        "title": "t",
+        "status": "intake",
+        "trigger": "label",
+        "required_roles": [],
+        "created_at": NOW,
+        "updated_at": NOW,
+    }
+    with pytest.raises(sa.exc.IntegrityError, match=r"ck_runs_tracker_identity|CHECK constraint failed"):
+        db.transaction_sync(lambda tx: tx.rows(sa.insert(schema.runs), {**good, **row}))
+    assert drive_count(db) == 0
     db.engine.dispose()
 
 

@@ -49,6 +49,7 @@ def test_an_issue_opened_with_the_trigger_label_is_a_create_that_opens_a_run() -
             "Add CSV export",
             fixture("github_issues_opened_labeled")["issue"]["body"],
             "https://github.com/acme/widgets/issues/42",
+            tracker="github",
         ),
         actor=PAT,
         labels=(events.Label(FOUNDRY_LABEL_ID, "foundry"),),
@@ -76,7 +77,7 @@ def test_removing_the_trigger_label_stops_a_run_started_by_that_label() -> None:
     assert (event.action, event.label_ids) == ("update", {BUG_LABEL_ID})
     assert event.label_ids_before == {BUG_LABEL_ID, FOUNDRY_LABEL_ID}
     assert triggers.decide(event, RULES) == triggers.StopRun(
-        ISSUE_NODE_ID, "trigger label removed", PAT, removed_label_ids=frozenset({FOUNDRY_LABEL_ID})
+        ISSUE_NODE_ID, "trigger label removed", PAT, frozenset({FOUNDRY_LABEL_ID}), tracker="github"
     )
 
 
@@ -84,14 +85,31 @@ def test_a_closed_issue_is_a_canceled_state_change_that_stops_the_run() -> None:
     event = parsed("issues", "github_issues_closed").event
     assert isinstance(event, events.IssueEvent)
     assert (event.action, event.state_type, event.state_changed) == ("update", "canceled", True)
-    assert triggers.decide(event, RULES) == triggers.StopRun(ISSUE_NODE_ID, "issue canceled", LEAD)
+    assert triggers.decide(event, RULES) == triggers.StopRun(
+        ISSUE_NODE_ID, "issue canceled", LEAD, tracker="github"
+    )
+
+
+def test_an_issue_closed_as_completed_spares_a_run_that_has_its_pr() -> None:
+    """A merged PR's "Closes #42" closes the issue as completed, and GitHub may send that
+    before the PR's own webhook: the run with the PR is left for that webhook to settle."""
+    body = fixture("github_issues_closed")
+    body["issue"]["state_reason"] = "completed"
+    event = github_issues.parse("issues", json.dumps(body).encode()).event
+    assert isinstance(event, events.IssueEvent)
+    assert (event.state_type, event.state_changed) == ("completed", True)
+    assert triggers.decide(event, RULES) == triggers.StopRun(
+        ISSUE_NODE_ID, "issue completed", LEAD, tracker="github", spare_with_pr=True
+    )
 
 
 def test_a_deleted_issue_is_a_remove_that_stops_the_run() -> None:
     event = parsed("issues", "github_issues_deleted").event
     assert isinstance(event, events.IssueEvent)
     assert event.action == "remove"
-    assert triggers.decide(event, RULES) == triggers.StopRun(ISSUE_NODE_ID, "issue deleted", LEAD)
+    assert triggers.decide(event, RULES) == triggers.StopRun(
+        ISSUE_NODE_ID, "issue deleted", LEAD, tracker="github"
+    )
 
 
 @pytest.mark.parametrize("action", ["edited", "reopened", "assigned", "milestoned", "transferred"])
@@ -129,12 +147,14 @@ def test_a_start_comment_is_a_create_that_opens_a_run_by_comment() -> None:
     ],
 )
 def test_the_approvers_commands_decide_the_run(name: str, decision: triggers.Decision, note: str) -> None:
-    assert decided("issue_comment", name) == triggers.Decide(ISSUE_NODE_ID, decision, LEAD, note=note)
+    assert decided("issue_comment", name) == triggers.Decide(
+        ISSUE_NODE_ID, decision, LEAD, note=note, tracker="github"
+    )
 
 
 def test_a_repo_comment_chooses_the_repository() -> None:
     assert decided("issue_comment", "github_issue_comment_repo") == triggers.ChooseRepository(
-        ISSUE_NODE_ID, "acme/widgets-api", PAT
+        ISSUE_NODE_ID, "acme/widgets-api", PAT, tracker="github"
     )
 
 
@@ -156,7 +176,7 @@ def test_a_comment_on_a_pull_request_is_not_an_issue_comment() -> None:
 @pytest.mark.parametrize("event", ["push", "pull_request", "label", ""])
 def test_an_event_other_than_issues_is_unsupported_not_refused(event: str) -> None:
     result = parsed(event, "github_issues_labeled")
-    assert result == github_issues.Parsed(events.UnsupportedEvent(event, PAT), "acme/widgets")
+    assert result == github_issues.Parsed(events.UnsupportedEvent(event, PAT), "acme/widgets", "labeled")
     assert triggers.decide(result.event, RULES) == triggers.Ignore(f"{event} events are not acted on")
 
 

@@ -169,7 +169,7 @@ def test_a_message_given_up_goes_on_the_timeline_and_leaves_the_run_as_it_was(
     api: respx.MockRouter,
 ) -> None:
     run_id = open_run()
-    run = {"id": run_id, "linear_identifier": "ENG-42", "title": "Keep filters", "linear_issue_id": "i"}
+    run = {"id": run_id, "issue_key": "ENG-42", "title": "Keep filters", "linear_issue_id": "i"}
     asked = effects.plan_ready(run, _plan(), (), "C0GONE")[1]
     db.transaction_sync(lambda tx: outbox.enqueue(tx, asked, now=clock()))
     api.post(f"{SLACK}/chat.postMessage").mock(

@@ -100,7 +100,7 @@ def test_an_effect_that_backs_off_is_retried_when_due_not_at_the_long_poll(
 ) -> None:
     """Linear answers 503 once: the sender's retry in about a second wakes a runner whose
     fallback poll is 60 s, and the comment is sent on the second try."""
-    effect = effects.linear_comment({"id": open_run(), "linear_issue_id": "issue-1"}, "plan_comment", "Hi")
+    effect = effects.issue_comment({"id": open_run(), "linear_issue_id": "issue-1"}, "plan_comment", "Hi")
     db.transaction_sync(lambda tx: outbox.enqueue(tx, effect, now=datetime.now(UTC)))
     alarm = runner.Alarm(lambda: datetime.now(UTC))
     stop, wake, sent = threading.Event(), threading.Event(), threading.Event()

@@ -57,7 +57,7 @@ def row(db: database.Database, key: str) -> Any:
 
 def comment(run_id: str) -> Effect:
     run = {"id": run_id, "linear_issue_id": "issue-1"}
-    return effects.linear_comment(run, "plan_comment", "The plan")
+    return effects.issue_comment(run, "plan_comment", "The plan")
 
 
 def test_a_linear_500_is_retried_with_backoff_and_never_sent_again_after_success(
@@ -92,7 +92,7 @@ def test_a_slack_message_ts_is_stored_and_the_decision_edits_that_message(
     api: respx.MockRouter,
 ) -> None:
     run_id = open_run()
-    run = {"id": run_id, "linear_identifier": "ENG-42", "title": "Keep filters", "linear_issue_id": "i"}
+    run = {"id": run_id, "issue_key": "ENG-42", "title": "Keep filters", "linear_issue_id": "i"}
     asked = effects.plan_ready(run, _plan(), (), "C0APPROVAL")[1]
     told = next(e for e in effects.decided(run, "approved", "Lee", slack=True) if e.kind == "slack_update")
     enqueue(db, clock, told, asked)  # the edit is queued first: it must wait for the post
@@ -126,7 +126,7 @@ def test_a_slack_post_whose_sender_died_is_found_not_posted_again(
     api: respx.MockRouter,
 ) -> None:
     run_id = open_run()
-    run = {"id": run_id, "linear_identifier": "ENG-42", "title": "Keep filters", "linear_issue_id": "i"}
+    run = {"id": run_id, "issue_key": "ENG-42", "title": "Keep filters", "linear_issue_id": "i"}
     asked = effects.plan_ready(run, _plan(), (), "C0APPROVAL")[1]
     enqueue(db, clock, asked)
     # The first sender claims it and dies after Slack posted: nothing recorded but the attempt.
