@@ -46,6 +46,7 @@ idle_poll_s = 0.2
 name = "Lee Marsh"
 slack_user_id = "U0LEAD0001"
 linear_email = "lead@example.com"
+github_login = "lead-dev"
 roles = ["lead"]
 
 [[repositories]]
