@@ -109,6 +109,9 @@ def _repository(story: dict[str, Any]) -> m.Safe:
     return m.escape(views.repository_of(story["run"]))
 
 
+_TRACKER_ISSUE = {"linear": "Linear issue", "github": "GitHub issue"}
+
+
 def _links(story: dict[str, Any]) -> m.Safe:
     run, links = story["run"], story.get("links") or {}
     issue = links.get("issue") or run.get("issue_url")
@@ -116,7 +119,10 @@ def _links(story: dict[str, Any]) -> m.Safe:
     number = run.get("pr_number")
     return m.definitions(
         [
-            ("Linear issue", m.external_link(issue, run["issue_key"]) if issue else "—"),
+            (
+                _TRACKER_ISSUE.get(run["tracker"], "Issue"),
+                m.external_link(issue, run["issue_key"]) if issue else "—",
+            ),
             ("Pull request", m.external_link(pull, f"#{number}" if number else pull) if pull else "—"),
             ("Agent session", m.external_link(links.get("agent_session"), "open in Linear") or "—"),
             ("Required roles", ", ".join(run.get("required_roles") or []) or "any approver"),
