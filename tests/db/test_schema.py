@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -20,9 +21,15 @@ NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 def insert_run(
     db: database.Database, run_id: str, status: str, issue: str = "issue-1", tracker: str = "linear"
 ) -> None:
+    row = run_row(run_id, status, issue, tracker)
+    db.transaction_sync(lambda tx: tx.rows(sa.insert(schema.runs), row))
+
+
+def run_row(run_id: str, status: str, issue: str = "issue-1", tracker: str = "linear") -> dict[str, Any]:
+    """A run's row, inserted by hand: the identity its tracker gives it."""
     linear = tracker == "linear"
     key = "ENG-1" if linear else "acme/widgets#1"
-    row = {
+    return {
         "id": run_id,
         "tracker": tracker,
         "issue_id": issue,
@@ -36,7 +43,6 @@ def insert_run(
         "created_at": NOW,
         "updated_at": NOW,
     }
-    db.transaction_sync(lambda tx: tx.rows(sa.insert(schema.runs), row))
 
 
 def test_migrations_build_exactly_the_models(db_url: str) -> None:
@@ -90,20 +96,7 @@ def test_another_trackers_issue_is_held_to_one_active_run_by_its_own_index(db_ur
 )
 def test_each_run_has_exactly_one_shape_of_identity(db_url: str, row: dict[str, object]) -> None:
     db = database.Database(db_url)
-    good = {
-        "id": "run-a",
-        "tracker": "linear",
-        "issue_id": "issue-1",
-        "issue_key": "ENG-1",
-        "linear_issue_id": "issue-1",
-        "linear_identifier": "ENG-1",
-        "title": "t",
-        "status": "intake",
-        "trigger": "label",
-        "required_roles": [],
-        "created_at": NOW,
-        "updated_at": NOW,
-    }
+    good = run_row("run-a", "intake")
     with pytest.raises(sa.exc.IntegrityError, match=r"ck_runs_tracker_identity|CHECK constraint failed"):
         db.transaction_sync(lambda tx: tx.rows(sa.insert(schema.runs), {**good, **row}))
     assert drive_count(db) == 0

@@ -14,9 +14,10 @@ import pytest
 import sqlalchemy as sa
 from alembic import command
 
-from foundry.db import database, migrate, runs, schema
+from foundry.db import database, migrate, runs
 from foundry.errors import UniqueViolation
 from tests import databases
+from tests.db.test_schema import insert_run
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 
@@ -101,23 +102,8 @@ def _the_index_still_refuses_a_second_active_run(url: str) -> None:
         lambda tx: runs.insert_unless_active(tx, run, opened, since=NOW, max_recent=10)
     )
     assert inserted is False  # r2 is the issue's active run
-    row = {
-        "id": "r5",
-        "tracker": "linear",
-        "issue_id": "i1",
-        "issue_key": "ENG-1",
-        "linear_issue_id": "i1",
-        "linear_identifier": "ENG-1",
-        "title": "t",
-        "status": "intake",
-        "trigger": "label",
-        "required_roles": [],
-        "created_at": NOW,
-        "updated_at": NOW,
-    }
-
     with pytest.raises(UniqueViolation) as refused:
-        db.transaction_sync(lambda tx: tx.rows(sa.insert(schema.runs), row))
+        insert_run(db, "r5", "intake", issue="i1")
     assert refused.value.constraint == "uniq_active_run_per_issue"
     db.engine.dispose()
 
