@@ -7,8 +7,9 @@ notify the workers of a new run — unless its key or its digest was
 recorded before (the delivery's `ON CONFLICT DO NOTHING` has no target, so either unique
 constraint makes it a duplicate, exactly as `deliveries.record` does). Only when that statement could
 not see the active run (it committed while we waited on its index entry) does the portable path
-run. SQLite — one writer at a time, in-process — always takes the portable path, and so do
-runs of other trackers (the statement names Linear's index as its arbiter).
+run. SQLite — one writer at a time, in-process — always takes the portable path. The statement
+comes in two forms, by the arbiter its tracker's runs conflict on: Linear's
+`uniq_active_run_per_issue`, or `uniq_active_run_per_tracker_issue` for any other tracker.
 """
 
 from __future__ import annotations
@@ -40,26 +41,42 @@ _RUN_COLUMNS = (
     "issue_url, status, trigger, trigger_label_id, agent_session_id, required_roles, event_seq, "
     "created_at, updated_at"
 )
-# Every text parameter is cast: one parameter used in two places must not be deduced as
-# two types (varchar in a comparison, text in a select list).
-_OPEN_OR_ATTACH = sa.text(f"""
+# A tracker's identity in the statement: the arbiter index (by its columns and predicate, as
+# ON CONFLICT names it), and how the issue's active run is found. Linear's runs fill Linear's
+# own two columns too, other trackers' leave them NULL.
+_LINEAR = {
+    "linear_columns": "CAST(:issue_id AS text), CAST(:identifier AS text)",
+    "arbiter": f"(linear_issue_id) WHERE {_ACTIVE}",
+    "issue": "linear_issue_id = CAST(:issue_id AS text)",
+}
+_OTHER = {
+    "linear_columns": "NULL, NULL",
+    "arbiter": f"(tracker, issue_id) WHERE {schema.OTHER_TRACKER_ACTIVE_RUN.text}",
+    "issue": "tracker = CAST(:tracker AS text) AND issue_id = CAST(:issue_id AS text)",
+}
+
+
+def _open_or_attach(linear_columns: str, arbiter: str, issue: str) -> sa.TextClause:
+    # Every text parameter is cast: one parameter used in two places must not be deduced as
+    # two types (varchar in a comparison, text in a select list).
+    return sa.text(f"""
 WITH run AS (
     INSERT INTO foundry_runs ({_RUN_COLUMNS})
-    SELECT CAST(:run_id AS text), '{schema.LINEAR}', CAST(:issue_id AS text),
-           CAST(:identifier AS text), CAST(:issue_id AS text), CAST(:identifier AS text),
+    SELECT CAST(:run_id AS text), CAST(:tracker AS text), CAST(:issue_id AS text),
+           CAST(:identifier AS text), {linear_columns},
            CAST(:title AS text), CAST(:description AS text), CAST(:issue_url AS text), 'intake',
            CAST(:trigger AS text), CAST(:trigger_label_id AS text),
            CAST(:agent_session_id AS text), '[]', 1, :now, :now
     WHERE (SELECT count(*) FROM foundry_runs
-           WHERE tracker = '{schema.LINEAR}' AND issue_id = CAST(:issue_id AS text)
+           WHERE tracker = CAST(:tracker AS text) AND issue_id = CAST(:issue_id AS text)
              AND created_at >= :since) < :max_recent
-    ON CONFLICT (linear_issue_id) WHERE {_ACTIVE} DO NOTHING
+    ON CONFLICT {arbiter} DO NOTHING
     RETURNING id
 ), target AS (
     SELECT COALESCE(
                (SELECT id FROM run),
                (SELECT id FROM foundry_runs
-                WHERE linear_issue_id = CAST(:issue_id AS text) AND {_ACTIVE})
+                WHERE {issue} AND {_ACTIVE})
            ) AS run_id,
            EXISTS (SELECT 1 FROM run) AS opened
 ), event AS (
@@ -101,6 +118,9 @@ FROM target
 """)
 
 
+_OPEN_OR_ATTACH = {True: _open_or_attach(**_LINEAR), False: _open_or_attach(**_OTHER)}
+
+
 async def open_or_attach(
     tx: Tx,
     run: runs.NewRun,
@@ -115,8 +135,9 @@ async def open_or_attach(
     None: no run was opened or found (the runaway guard held), and nothing was written.
     Raises `AlreadyRecorded` when the delivery was seen before (roll back: it may have opened).
     """
-    if tx.dialect == "postgresql" and run.tracker == schema.LINEAR:
-        row = await txm.first(tx, _OPEN_OR_ATTACH, _params(run, opened, delivery, since, max_recent))
+    if tx.dialect == "postgresql":
+        statement = _OPEN_OR_ATTACH[run.tracker == schema.LINEAR]
+        row = await txm.first(tx, statement, _params(run, opened, delivery, since, max_recent))
         assert row is not None
         if row["delivery_id"] is not None:  # counted and notified by the statement itself
             return Opening(str(row["run_id"]), bool(row["opened"]))
@@ -156,6 +177,7 @@ def _params(
 ) -> dict[str, object]:
     return {
         "run_id": run.id,
+        "tracker": run.tracker,
         "issue_id": run.issue_id,
         "identifier": run.issue_key,
         "title": run.title,
