@@ -10,7 +10,7 @@ import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -138,6 +138,10 @@ class GitHubConfig(_Section):
     hook_id: int | None = Field(None, gt=0, le=2**63 - 1)
     # The repository (`owner/repo`) that webhook belongs to; required with hook_id.
     hook_repository: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
+    # The repositories (`owner/repo`) whose GitHub Issues Foundry takes work from: their labelled
+    # issues and their runs' issues are read every `reconcile.github_interval_s`, since GitHub
+    # never retries a missed delivery. Empty: no GitHub Issues reconciling.
+    issue_repositories: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")]] = []
 
     @model_validator(mode="after")
     def _hook_complete(self) -> GitHubConfig:

@@ -15,7 +15,6 @@ from pydantic import BaseModel, SecretStr
 from foundry import logs
 from foundry.clients import linear_oauth, trackers
 from foundry.clients.agents import GitHubActionsClient, WebhookAgentClient
-from foundry.clients.github import GitHubClient
 from foundry.clients.github_issues import GitHubIssuesClient
 from foundry.clients.linear import BearerToken, Credentials, LinearClient
 from foundry.clients.models import AnthropicPlanner, OpenAIPlanner, Planner
@@ -39,6 +38,7 @@ from foundry.services.agent_events import AgentEvents
 from foundry.services.agents import Agents
 from foundry.services.app_identity import AppIdentity
 from foundry.services.deliveries import Deliveries
+from foundry.services.github_issues_reconciler import GitHubIssuesReconciler
 from foundry.services.github_reconciler import GitHubReconciler
 from foundry.services.jobs import Jobs
 from foundry.services.pr_checks import PrChecks
@@ -174,10 +174,11 @@ def idle_wait(settings: Settings, hearing: Callable[[], bool], alarm: runner.Ala
 
 
 def reconcilers(
-    settings: Settings, db: Database, linear: LinearClient | None, github: GitHubClient | None
+    settings: Settings, db: Database, linear: LinearClient | None, github: GitHubIssuesClient | None
 ) -> list[runner.Loop]:
-    """The loops that recover missed deliveries: Linear's issues, GitHub's PRs, and (with
-    `github.hook_id`) GitHub's failed deliveries, asked for again."""
+    """The loops that recover missed deliveries: Linear's issues, GitHub's PRs, (with
+    `github.issue_repositories`) GitHub's issues, and (with `github.hook_id`) GitHub's failed
+    deliveries, asked for again."""
     linear_every = timedelta(seconds=settings.reconcile.linear_interval_s)
     github_every = timedelta(seconds=settings.reconcile.github_interval_s)
     rules = settings.triggers.rules()
@@ -213,7 +214,16 @@ def reconcilers(
         clock=utcnow,
         hook_repository=settings.github.hook_repository,
     )
-    loops = [opener.reconcile_once, follower.follow_once, pull_requests.reconcile_once]
+    issues = GitHubIssuesReconciler(
+        db,
+        github=github,
+        intake=_intake(settings, db),
+        repositories=settings.github.issue_repositories,
+        label=settings.triggers.label,
+        clock=utcnow,
+        interval=github_every,
+    )
+    loops = [opener.reconcile_once, follower.follow_once, pull_requests.reconcile_once, issues.reconcile_once]
     hook = settings.github
     if hook.hook_id is not None and hook.hook_repository is not None:
         sweeper = Redelivery(

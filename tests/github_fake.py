@@ -5,6 +5,12 @@ commit's check runs, and an issue's comments (listed, created), recording every 
 `lose_replies` makes the next comment creations happen but answer 502, as when GitHub accepted
 a request whose answer never reached the caller.
 
+Issues, as the GitHub Issues reconciler reads them: `put_issue` sets one (open, with labels),
+`GET …/issues?labels=…&state=open` lists the ones carrying a label (pull requests included, as
+GitHub does), `GET …/issues/{number}` reads one; a key in `gone_issues` answers 404 (deleted),
+and `issue_errors` holds what the next issue reads answer, in order: a status instead of the
+issue, or None for the issue as it is.
+
 Like GitHub, it refuses a second open PR for the same head with 422 "A pull request already
 exists for owner:branch.", and answers 401 without the token it was given. A PR's head is what
 `head_of` says the branch points at when it is set (a local bare repository standing in for
@@ -13,6 +19,7 @@ GitHub's, say), else forty zeros; its files are what `files_of` says (else none)
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -39,12 +46,18 @@ class GitHubFake:
         # An issue's comments, by "owner/name#number", oldest first.
         self.comments: dict[str, list[dict[str, Any]]] = {}
         self.lose_replies = 0
+        # Issues by "owner/name#number", as GitHub answers them; deleted ones by key.
+        self.issues: dict[str, dict[str, Any]] = {}
+        self.gone_issues: set[str] = set()
+        self.issue_errors: list[int | None] = []
         self.app = Starlette(
             routes=[
                 Route("/repos/{owner}/{repo}/pulls", self._pulls, methods=["GET", "POST"]),
                 Route("/repos/{owner}/{repo}/pulls/{number:int}", self._pull, methods=["GET"]),
                 Route("/repos/{owner}/{repo}/pulls/{number:int}/files", self._files, methods=["GET"]),
                 Route("/repos/{owner}/{repo}/commits/{sha}/check-runs", self._checks, methods=["GET"]),
+                Route("/repos/{owner}/{repo}/issues", self._issues, methods=["GET"]),
+                Route("/repos/{owner}/{repo}/issues/{number:int}", self._issue, methods=["GET"]),
                 Route(
                     "/repos/{owner}/{repo}/issues/{number:int}/comments",
                     self._issue_comments,
@@ -125,6 +138,87 @@ class GitHubFake:
                 self.lose_replies -= 1
                 return JSONResponse({"message": "Bad Gateway"}, status_code=502)
         return JSONResponse(made, status_code=201)
+
+    def put_issue(
+        self,
+        repository: str,
+        number: int,
+        *,
+        labels: tuple[str, ...] = ("foundry",),
+        state: str = "open",
+        state_reason: str | None = None,
+        title: str = "Add CSV export",
+        body: str = "## Acceptance criteria\n- [ ] An Export CSV button\n",
+        pull_request: bool = False,
+        node_id: str | None = None,
+    ) -> dict[str, Any]:
+        """Set issue `repository#number` as GitHub would answer it (node id derived from its key)."""
+        key = f"{repository}#{number}"
+        issue: dict[str, Any] = {
+            "node_id": node_id or "I_kwDO" + hashlib.sha256(key.encode()).hexdigest()[:16],
+            "number": number,
+            "title": title,
+            "body": body,
+            "html_url": f"https://github.com/{repository}/issues/{number}",
+            "state": state,
+            "state_reason": state_reason,
+            "labels": [{"id": 7_012_345_000 + len(name), "name": name} for name in labels],
+        }
+        if pull_request:
+            issue["pull_request"] = {"html_url": f"https://github.com/{repository}/pull/{number}"}
+        with self.lock:
+            self.issues[key] = issue
+            self.gone_issues.discard(key)
+        return issue
+
+    def issue_reads(self, what: str = "") -> int:
+        """How many issue reads (listings and single issues, refused ones too) had `what` in their path."""
+        with self.lock:
+            return sum(
+                1
+                for method, path, _ in self.calls
+                if method == "GET" and path.startswith("/repos/") and "/issues" in path and what in path
+            )
+
+    async def _issues(self, request: Request) -> JSONResponse:
+        refused = self._issue_refusal(request)
+        if refused is not None:
+            return refused
+        repository, query = _repository(request), dict(request.query_params)
+        wanted = {name.casefold() for name in query.get("labels", "").split(",") if name}
+        state = query.get("state", "open")
+        with self.lock:
+            self.calls.append(("GET", f"/repos/{repository}/issues", query))
+            found = [
+                issue
+                for key, issue in self.issues.items()
+                if key.rpartition("#")[0] == repository
+                and key not in self.gone_issues
+                and (state == "all" or issue["state"] == state)
+                and wanted <= {label["name"].casefold() for label in issue["labels"]}
+            ]
+        return JSONResponse(found)
+
+    async def _issue(self, request: Request) -> JSONResponse:
+        refused = self._issue_refusal(request)
+        if refused is not None:
+            return refused
+        key = f"{_repository(request)}#{request.path_params['number']}"
+        with self.lock:
+            self.calls.append(("GET", request.url.path, {}))
+            found = self.issues.get(key) if key not in self.gone_issues else None
+        return JSONResponse(found) if found else JSONResponse({"message": "Not Found"}, status_code=404)
+
+    def _issue_refusal(self, request: Request) -> JSONResponse | None:
+        """401 without the token; else the next of `issue_errors`, if any are left and it is one."""
+        if request.headers.get("authorization") != f"Bearer {self.token}":
+            return JSONResponse({"message": "Bad credentials"}, status_code=401)
+        with self.lock:
+            status = self.issue_errors.pop(0) if self.issue_errors else None
+            if status is None:
+                return None
+            self.calls.append(("GET", request.url.path, {"refused": status}))
+        return JSONResponse({"message": "refused by the test"}, status_code=status)
 
     def _numbered(self, request: Request, suffix: str) -> dict[str, Any] | JSONResponse:
         """The PR the path names, or the answer GitHub gives when there is none (or no token)."""

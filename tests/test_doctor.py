@@ -291,6 +291,13 @@ def test_github_in_use_without_a_token_fails_and_unused_is_off() -> None:
     assert secret.level is doctor.Level.FAIL
 
 
+def test_github_issue_repositories_without_a_token_say_the_issues_hear_nothing_back() -> None:
+    [found] = doctor.github_write_back(settings(github={"issue_repositories": ["acme/widgets"]}), [])
+    assert found.level is doctor.Level.FAIL
+    assert "(github.issue_repositories)" in found.text
+    assert "GitHub issues hear nothing back (no plan, no questions, no progress)" in found.text
+
+
 def test_several_repositories_warn_about_one_that_nothing_routes_to() -> None:
     repos = [{"name": "acme/app", "teams": ["ENG"]}, {"name": "acme/docs"}]
     found = doctor.repositories(settings(repositories=repos), None)

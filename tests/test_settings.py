@@ -21,6 +21,7 @@ def test_defaults_need_no_configuration_at_all() -> None:
     assert settings.webhooks.max_body_bytes == 1024 * 1024
     assert settings.planner.backend == "template"
     assert settings.api_token is None
+    assert settings.github.issue_repositories == []  # no GitHub Issues reconciling
 
 
 def test_the_example_file_documents_valid_settings() -> None:
@@ -54,6 +55,15 @@ def test_secrets_never_print() -> None:
             "setting planner.backend: Input should be 'template', 'anthropic' or 'openai'",
         ),
         ("[triggers]\nlabell = 'x'", "setting triggers.labell: is not a known setting"),
+        (
+            "[github]\nissue_repositories = ['acme/widgets', 'widgets']",
+            "setting github.issue_repositories.1: String should match pattern"
+            " '^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$'",
+        ),
+        (
+            "[github]\nissue_repositories = 'acme/widgets'",
+            "setting github.issue_repositories: Input should be a valid list",
+        ),
         (
             "database_url = 'mysql://x'",
             "setting FOUNDRY_DATABASE_URL: must start with postgresql:// or sqlite:///",
@@ -89,6 +99,17 @@ def test_a_model_planner_needs_its_api_key(tmp_path: Path) -> None:
 def test_nested_settings_come_from_the_environment_too(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FOUNDRY_WORKER__LEASE_S", "5")
     assert settings_module.load(environ={}).worker.lease_s == 5
+
+
+def test_the_github_issue_repositories_come_from_the_file_or_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "foundry.toml"
+    config.write_text("[github]\nissue_repositories = ['acme/widgets', 'acme/gadgets']\n")
+    from_file = settings_module.load(environ={"FOUNDRY_CONFIG": str(config)})
+    assert from_file.github.issue_repositories == ["acme/widgets", "acme/gadgets"]
+    monkeypatch.setenv("FOUNDRY_GITHUB__ISSUE_REPOSITORIES", '["acme/tools"]')
+    assert settings_module.load(environ={}).github.issue_repositories == ["acme/tools"]
 
 
 def test_linear_max_age_cannot_outlast_the_digests_that_recognise_a_replay() -> None:

@@ -5,8 +5,8 @@ made from our effect key, and the issue is searched for it before posting)."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
@@ -42,6 +42,18 @@ class Issue:
     state: str
     labels: tuple[str, ...]
     node_id: str
+    # Why a closed issue was closed: "completed", "not_planned", "duplicate" (None when open).
+    state_reason: str | None = None
+    # Each label's id by its name, for the labels GitHub named with one.
+    label_ids: Mapping[str, str] = field(default_factory=dict)
+
+    def label_id(self, name: str) -> str | None:
+        """The id of the label called `name` (case-insensitively), if the issue carries it."""
+        return next((i for n, i in self.label_ids.items() if n.casefold() == name.casefold()), None)
+
+
+class IssueGone(OutboundError):
+    """The issue is deleted, transferred or hidden from our token: nothing is left to do there."""
 
 
 class GitHubIssuesClient(github.GitHubClient):
@@ -178,8 +190,8 @@ def _check(response: httpx.Response, repository: str, number: int) -> None:
     http.check_status(SERVICE, response)
 
 
-def _gone_error(repository: str, number: int) -> OutboundError:
-    return OutboundError(
+def _gone_error(repository: str, number: int) -> IssueGone:
+    return IssueGone(
         SERVICE, f"issue {repository}#{number} is gone (deleted, moved or hidden)", retryable=False
     )
 
@@ -190,6 +202,14 @@ def _issue(repository: str, item: dict[str, Any] | None) -> Issue:
     try:
         listed = item.get("labels") or []
         names = [label.get("name") if isinstance(label, dict) else label for label in listed]
+        ids = {
+            str(label["name"]): str(label["id"])
+            for label in listed
+            if isinstance(label, dict)
+            and isinstance(label.get("name"), str)
+            and isinstance(label.get("id"), int)
+        }
+        reason = item.get("state_reason")
         return Issue(
             repository=repository,
             number=int(item["number"]),
@@ -199,6 +219,8 @@ def _issue(repository: str, item: dict[str, Any] | None) -> Issue:
             state=str(item["state"]),
             labels=tuple(name for name in names if isinstance(name, str)),
             node_id=str(item.get("node_id") or ""),
+            state_reason=reason if isinstance(reason, str) else None,
+            label_ids=ids,
         )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise OutboundError(SERVICE, "the issue is not in the expected shape", retryable=False) from exc

@@ -462,9 +462,9 @@ async def fenced_update(
     return True
 
 
-async def issues_with_runs(tx: Tx, linear_issue_ids: Sequence[str]) -> set[str]:
-    """Which of these issues have ever had a run."""
-    if not linear_issue_ids:
+async def issues_with_runs(tx: Tx, issue_ids: Sequence[str], tracker: str = trackers.LINEAR) -> set[str]:
+    """Which of these issues of `tracker` have ever had a run (served by `ix_runs_issue_created`)."""
+    if not issue_ids:
         return set()
-    stmt = sa.select(R.c.linear_issue_id).where(R.c.linear_issue_id.in_(list(linear_issue_ids))).distinct()
-    return {str(row["linear_issue_id"]) for row in await tx.rows(stmt)}
+    stmt = sa.select(R.c.issue_id).where(R.c.tracker == tracker, R.c.issue_id.in_(list(issue_ids))).distinct()
+    return {str(row["issue_id"]) for row in await tx.rows(stmt)}

@@ -61,6 +61,8 @@ class _Slack(Protocol):
 class _GitHub(Protocol):
     @property
     def hook_id(self) -> int | None: ...
+    @property
+    def issue_repositories(self) -> Sequence[str]: ...
 
 
 class _Dispatch(Protocol):
@@ -247,6 +249,8 @@ def github_uses(settings: Setup, agents: Sequence[Agent] | None) -> list[str]:
         uses.append("[[repositories]]")
     if settings.github.hook_id is not None:
         uses.append("github.hook_id")
+    if settings.github.issue_repositories:
+        uses.append("github.issue_repositories")
     uses += [f"agent {a.name} (github_actions)" for a in agents or () if a.provider == "github_actions"]
     return uses
 
@@ -258,6 +262,8 @@ def github_write_back(settings: Setup, agents: Sequence[Agent] | None) -> list[F
     if not used:
         return []
     lost = ["a pull request's files are not checked against policy", "missed GitHub deliveries are lost"]
+    if "github.issue_repositories" in used:
+        lost.append("GitHub issues hear nothing back (no plan, no questions, no progress)")
     lost += [f"{use} cannot be dispatched" for use in used if use.startswith("agent ")]
     return [
         Finding(
