@@ -2,7 +2,7 @@
 and the fake GitHub as both the issue tracker and the code host (the stack of
 `test_runner_end_to_end`). The issue labelled `foundry` is planned in its own repository, its
 plan is commented on it once, an approver's `/foundry approve` comment sends the job, the runner
-opens one PR, and the PR's merge ends the run as merged; the issue then closed by that merge's
+opens one PR (saying "Closes acme/web#42"), and the PR's merge ends the run as merged; the issue then closed by that merge's
 "Closes #42" leaves the merged run alone. Every comment Foundry wrote carries its own marker,
 and none is written twice."""
 
@@ -73,6 +73,7 @@ def test_a_labelled_github_issue_becomes_one_merged_pr(stack: Stack) -> None:
     )
     [created] = stack.github.creates()
     branch = created["head"]
+    assert f"\n\nCloses {ISSUE}\n\n" in created["body"]  # the merge closes the issue
     assert branch.startswith("foundry/acme-web-42-")
     head = stack.head(branch)
     assert head is not None

@@ -34,8 +34,11 @@ class _Model(BaseModel):
 
 
 class Issue(_Model):
+    # The tracker the issue lives in ("linear", "github"): a GitHub issue is closed by its PR.
+    tracker: str = "linear"
     id: str
-    identifier: str = Field(min_length=1, max_length=64)
+    # `ENG-42`, or `owner/name#42` (a repository name alone may be 200 characters).
+    identifier: str = Field(min_length=1, max_length=255)
     title: str = Field(max_length=10_000)
     description: str | None = None
     url: str | None = None

@@ -38,5 +38,10 @@ def body(job: Job) -> str:
     summary = str(plan.get("summary") or "").strip()
     issue = f"[{job.issue.identifier}]({job.issue.url})" if job.issue.url else job.issue.identifier
     parts = [summary] if summary else []
-    parts += [f"Issue: {issue}", "Opened by `foundry runner` for Foundry.", f"Foundry-Run: {job.run_id}"]
+    parts.append(f"Issue: {issue}")
+    if job.issue.tracker == "github":
+        # GitHub's closing keyword: the merge closes the issue (as completed, which leaves a
+        # merged run as it is), and the issue links to the PR meanwhile.
+        parts.append(f"Closes {job.issue.identifier}")
+    parts += ["Opened by `foundry runner` for Foundry.", f"Foundry-Run: {job.run_id}"]
     return "\n\n".join(parts)
