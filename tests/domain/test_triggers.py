@@ -57,6 +57,16 @@ def test_stopping_routes(name: str, reason: str) -> None:
     assert intent.reason == reason
 
 
+def test_an_issue_moved_to_a_completed_state_stops_only_a_run_without_its_pr() -> None:
+    """Linear's GitHub integration moves an issue to Done when its PR merges, and that update may
+    arrive before the PR's own webhook: a run that has its PR is left to it."""
+    body = json.loads((FIXTURES / "linear_issue_update_canceled.json").read_text())
+    body["data"]["state"] = {**body["data"]["state"], "type": "completed", "name": "Done"}
+    intent = triggers.decide(linear.to_event(linear.parse(json.dumps(body).encode())), RULES)
+    assert isinstance(intent, StopRun)
+    assert (intent.reason, intent.spare_with_pr, intent.tracker) == ("issue completed", True, "linear")
+
+
 def test_a_removed_label_other_than_the_configured_id_is_ignored() -> None:
     rules = triggers.TriggerRules(label_id="some-other-label")
     assert isinstance(intent_for("linear_issue_update_label_removed", rules), Ignore)
