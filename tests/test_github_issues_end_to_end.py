@@ -2,9 +2,9 @@
 and the fake GitHub as both the issue tracker and the code host (the stack of
 `test_runner_end_to_end`). The issue labelled `foundry` is planned in its own repository, its
 plan is commented on it once, an approver's `/foundry approve` comment sends the job, the runner
-opens one PR (saying "Closes acme/web#42"), and the PR's merge ends the run as merged; the issue then closed by that merge's
-"Closes #42" leaves the merged run alone. Every comment Foundry wrote carries its own marker,
-and none is written twice."""
+opens one PR (saying "Closes acme/web#42"), and the PR's merge ends the run as merged; the issue
+then closed by that merge leaves the merged run alone. Every comment Foundry wrote carries its
+own marker, and none is written twice."""
 
 from __future__ import annotations
 
