@@ -46,6 +46,8 @@ class GitHubFake:
         # An issue's comments, by "owner/name#number", oldest first.
         self.comments: dict[str, list[dict[str, Any]]] = {}
         self.lose_replies = 0
+        # The user the token belongs to: the author of every comment made with it.
+        self.login = "foundry-svc"
         # Issues by "owner/name#number", as GitHub answers them; deleted ones by key.
         self.issues: dict[str, dict[str, Any]] = {}
         self.gone_issues: set[str] = set()
@@ -58,6 +60,7 @@ class GitHubFake:
                 Route("/repos/{owner}/{repo}/commits/{sha}/check-runs", self._checks, methods=["GET"]),
                 Route("/repos/{owner}/{repo}/issues", self._issues, methods=["GET"]),
                 Route("/repos/{owner}/{repo}/issues/{number:int}", self._issue, methods=["GET"]),
+                Route("/user", self._user, methods=["GET"]),
                 Route(
                     "/repos/{owner}/{repo}/issues/{number:int}/comments",
                     self._issue_comments,
@@ -117,6 +120,12 @@ class GitHubFake:
             runs = list(self.check_runs.get(sha, []))
         return JSONResponse({"total_count": len(runs), "check_runs": runs})
 
+    async def _user(self, request: Request) -> JSONResponse:
+        """Who the token is: a personal token's user (an App's token would be refused, 403)."""
+        if request.headers.get("authorization") != f"Bearer {self.token}":
+            return JSONResponse({"message": "Bad credentials"}, status_code=401)
+        return JSONResponse({"login": self.login, "type": "User"})
+
     def comments_on(self, issue_key: str) -> list[dict[str, Any]]:
         with self.lock:
             return list(self.comments.get(issue_key, []))
@@ -132,7 +141,11 @@ class GitHubFake:
         body = await request.json()
         with self.lock:
             self.calls.append(("POST", f"{key} comments", body))
-            made = {"id": 9_000_000 + sum(map(len, self.comments.values())), "body": body["body"]}
+            made = {
+                "id": 9_000_000 + sum(map(len, self.comments.values())),
+                "body": body["body"],
+                "user": {"login": self.login, "type": "User"},
+            }
             self.comments.setdefault(key, []).append(made)
             if self.lose_replies > 0:
                 self.lose_replies -= 1

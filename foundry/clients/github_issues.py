@@ -28,6 +28,7 @@ _EFFECT_KEY = re.compile(r"[A-Za-z0-9_.:-]{1,200}")
 # 404: deleted, or no longer visible to us; 410: deleted, or issues turned off for the repository;
 # 301: transferred to another repository (GitHub redirects, and we do not follow with our token).
 _GONE = frozenset({301, 404, 410})
+_UNKNOWN = object()
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,10 @@ class IssueGone(OutboundError):
 
 class GitHubIssuesClient(github.GitHubClient):
     """GitHub's client (same token, headers and host-bound pagination), speaking to issues."""
+
+    # Who our token writes as: a login, None for a GitHub App's installation token (which has no
+    # user: its comments are the app's bot's), or not yet asked.
+    _login: str | object | None = _UNKNOWN
 
     def comment(
         self, repository: str, number: int, *, effect_key: str, body: str, look_first: bool = True
@@ -128,12 +133,40 @@ class GitHubIssuesClient(github.GitHubClient):
         for last in self._comment_pages(repository, number):
             _check(last, repository, number)  # a 301 passes `_pages`: moved elsewhere
             for item in github._list(last, "the comments listing"):
-                if _carries(item.get("body"), mark) and isinstance(item.get("id"), int):
+                if (
+                    _carries(item.get("body"), mark)
+                    and isinstance(item.get("id"), int)
+                    and self._written_by_us(item)
+                ):
                     return int(item["id"])
         if last is not None and "next" in last.links:
             # Not having read every page, posting could make a second comment.
             raise OutboundError(SERVICE, "too many comments to be sure ours is not there", retryable=False)
         return None
+
+    def _written_by_us(self, item: dict[str, Any]) -> bool:
+        """Whether a marked comment was written with our token: anyone can paste a marker line,
+        and taking theirs for ours would leave our comment unsaid."""
+        author = item.get("user")
+        user: dict[str, Any] = author if isinstance(author, dict) else {}
+        login = self._own_login()
+        if login is None:
+            return user.get("type") == "Bot"
+        return str(user.get("login") or "").casefold() == login.casefold()
+
+    def _own_login(self) -> str | None:
+        """Asked once, and only when a marked comment is found (rare: a retry after a crash)."""
+        if self._login is _UNKNOWN:
+            response = http.send(self._client, SERVICE, "GET", "/user")
+            if response.status_code == 403:  # "Resource not accessible by integration": an App
+                self._login = None
+            else:
+                http.check_status(SERVICE, response)
+                login = (http.json_object(response) or {}).get("login")
+                if not isinstance(login, str) or not login:
+                    raise OutboundError(SERVICE, "GET /user named no login", retryable=True)
+                self._login = login
+        return self._login if isinstance(self._login, str) else None
 
     def _comment_pages(self, repository: str, number: int) -> Iterator[httpx.Response]:
         """Every page of the issue's comments, with a refusal told apart when the issue is gone."""

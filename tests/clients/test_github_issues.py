@@ -22,15 +22,21 @@ COMMENTS = f"{ISSUE}/comments"
 MARK = "<!-- foundry:run:42:started -->"
 
 
+APP_TOKEN_HAS_NO_USER = {"message": "Resource not accessible by integration"}
+
+
 @pytest.fixture
 def issues(api: respx.MockRouter) -> Iterator[GitHubIssuesClient]:
+    """A client with a GitHub App's installation token: `GET /user` is refused, its comments are
+    the app's bot's."""
+    api.get(f"{API}/user").respond(403, json=APP_TOKEN_HAS_NO_USER)
     client = GitHubIssuesClient("ghs_test")
     yield client
     client.close()
 
 
-def comment(id: int, body: str) -> dict[str, Any]:
-    return {"id": id, "body": body, "user": {"login": "foundry[bot]"}}
+def comment(id: int, body: str, login: str = "foundry[bot]", type: str = "Bot") -> dict[str, Any]:
+    return {"id": id, "body": body, "user": {"login": login, "type": type}}
 
 
 def issue(number: int, **extra: Any) -> dict[str, Any]:
@@ -129,6 +135,46 @@ def test_a_comment_marked_for_another_key_is_not_taken_for_ours(
     assert issues.comment("acme/web", 7, effect_key="abc", body="x") == 5
     assert post.call_count == 1
     assert sent(post)["body"].endswith("<!-- foundry:abc -->")
+
+
+def test_a_marker_pasted_by_a_person_is_not_taken_for_our_comment(
+    api: respx.MockRouter, issues: GitHubIssuesClient
+) -> None:
+    """Anyone can paste a marker line; taking theirs for ours would leave our comment unsaid."""
+    pasted = comment(1, f"sneaky\n\n{MARK}", login="mallory", type="User")
+    api.get(COMMENTS).respond(200, json=[pasted])
+    post = api.post(COMMENTS).respond(201, json=comment(2, ""))
+
+    assert issues.comment("acme/web", 7, effect_key="run:42:started", body="Started.") == 2
+    assert post.call_count == 1
+
+
+def test_with_a_personal_token_only_its_own_user_s_marked_comment_is_ours(api: respx.MockRouter) -> None:
+    me = api.get(f"{API}/user").respond(200, json={"login": "Foundry-Svc"})
+    listed = [
+        comment(1, f"x\n\n{MARK}", login="someone-else", type="User"),
+        comment(2, f"x\n\n{MARK}", login="foundry-svc", type="User"),
+    ]
+    api.get(COMMENTS).respond(200, json=listed)
+    post = api.post(COMMENTS).respond(201, json=comment(3, ""))
+    client = GitHubIssuesClient("ghp_personal")
+
+    assert client.comment("acme/web", 7, effect_key="run:42:started", body="Started.") == 2
+    assert client.comment("acme/web", 7, effect_key="run:42:started", body="Started.") == 2
+    assert (post.call_count, me.call_count) == (0, 1)  # asked once
+    client.close()
+
+
+def test_a_failure_to_learn_who_we_are_posts_nothing_and_may_be_retried(api: respx.MockRouter) -> None:
+    api.get(f"{API}/user").respond(502)
+    api.get(COMMENTS).respond(200, json=[comment(1, f"x\n\n{MARK}", login="foundry-svc", type="User")])
+    post = api.post(COMMENTS).respond(201, json=comment(3, ""))
+    client = GitHubIssuesClient("ghp_personal")
+
+    with pytest.raises(OutboundError) as failed:
+        client.comment("acme/web", 7, effect_key="run:42:started", body="Started.")
+    assert failed.value.retryable and post.call_count == 0
+    client.close()
 
 
 def test_looking_first_can_be_skipped_on_a_first_attempt(
