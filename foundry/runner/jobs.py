@@ -34,8 +34,9 @@ class _Model(BaseModel):
 
 
 class Issue(_Model):
-    # The tracker the issue lives in ("linear", "github"): a GitHub issue is closed by its PR.
-    tracker: str = "linear"
+    # The tracker the issue lives in (absent from older Foundry's jobs): a GitHub issue is closed
+    # by its PR.
+    tracker: str | None = None
     id: str
     # `ENG-42`, or `owner/name#42` (a repository name alone may be 200 characters).
     identifier: str = Field(min_length=1, max_length=255)
