@@ -298,6 +298,20 @@ def test_github_issue_repositories_without_a_token_say_the_issues_hear_nothing_b
     assert "GitHub issues hear nothing back (no plan, no questions, no progress)" in found.text
 
 
+def test_a_team_on_github_issues_alone_hears_that_linear_is_off_not_failing() -> None:
+    github_only = settings(
+        github={"issue_repositories": ["acme/widgets"]}, github_webhook_secret="g", github_token="t"
+    )
+    found = doctor.configuration(github_only, host=None, agents=None)
+    linear = [f for f in found if f.text.startswith("Linear")]
+    assert [(f.level, f.text) for f in linear] == [
+        (doctor.Level.OFF, "Linear is not set up: issues come from GitHub Issues (github.issue_repositories)")
+    ]
+    both = settings(github={"issue_repositories": ["acme/widgets"]}, linear_webhook_secret="l")
+    said = doctor.configuration(both, host=None, agents=None)
+    assert doctor.Level.FAIL in {f.level for f in said if f.text.startswith("Linear")}
+
+
 def test_several_repositories_warn_about_one_that_nothing_routes_to() -> None:
     repos = [{"name": "acme/app", "teams": ["ENG"]}, {"name": "acme/docs"}]
     found = doctor.repositories(settings(repositories=repos), None)

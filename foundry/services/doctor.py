@@ -114,11 +114,12 @@ def check(settings: Setup, *, host: str | None) -> list[Finding]:
 def configuration(settings: Setup, *, host: str | None, agents: Sequence[Agent] | None) -> list[Finding]:
     """The checks of the settings, given the registered agents when they are known (None: not
     read, so nothing is said about them) and the address `foundry web` binds (None: no web)."""
+    linear_off = github_issues_alone(settings)
     found = [
-        linear_secret(settings),
+        linear_off or linear_secret(settings),
         *github_secret(settings, agents),
         *slack_secret(settings),
-        linear_write_back(settings),
+        *([] if linear_off else [linear_write_back(settings)]),
         *github_write_back(settings, agents),
         *slack_write_back(settings),
         public_url(settings, agents),
@@ -185,6 +186,22 @@ def schema(at: str | None, head: str) -> Finding:
 
 
 # --- inbound secrets ---------------------------------------------------------------------------
+
+
+def github_issues_alone(settings: Setup) -> Finding | None:
+    """For a team whose issues are only in GitHub Issues (nothing of Linear set,
+    `github.issue_repositories` set), the one line saying Linear is off; else None."""
+    linear_set = (
+        settings.linear_webhook_secret,
+        settings.linear_api_key,
+        settings.linear_access_token,
+        settings.linear_client_id,
+    )
+    if any(linear_set) or not settings.github.issue_repositories:
+        return None
+    return Finding(
+        Level.OFF, "Linear is not set up: issues come from GitHub Issues (github.issue_repositories)"
+    )
 
 
 def linear_secret(settings: Setup) -> Finding:
