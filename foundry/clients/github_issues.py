@@ -4,7 +4,6 @@ made from our effect key, and the issue is searched for it before posting)."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -15,6 +14,8 @@ import httpx
 
 from foundry.clients import github, http
 from foundry.clients.errors import OutboundError
+from foundry.domain import effects
+from foundry.domain.effects import marker
 
 SERVICE = github.SERVICE
 # GitHub refuses a comment body longer than this many characters (422 Validation Failed).
@@ -24,7 +25,6 @@ CUT = "\n\n… (cut: longer than GitHub allows in one comment)"
 MAX_NUMBER = 2**31 - 1
 # Effect keys are ours (e.g. `run:42:comment:started`); this alphabet cannot close the HTML
 # comment early (no `>`), break the line, or need escaping in markdown.
-_EFFECT_KEY = re.compile(r"[A-Za-z0-9_.:-]{1,200}")
 # 404: deleted, or no longer visible to us; 410: deleted, or issues turned off for the repository;
 # 301: transferred to another repository (GitHub redirects, and we do not follow with our token).
 _GONE = frozenset({301, 404, 410})
@@ -76,7 +76,7 @@ class GitHubIssuesClient(github.GitHubClient):
         path = _issue_path(repository, number) + "/comments"
         mark = marker(effect_key)
         if look_first:
-            found = self._marked_comment(repository, number, mark)
+            found = self._marked_comment(repository, number, effect_key)
             if found is not None:
                 return found
         response = http.send(self._client, SERVICE, "POST", path, json={"body": _marked(body, mark)})
@@ -127,14 +127,14 @@ class GitHubIssuesClient(github.GitHubClient):
             found += [_issue(repository, item) for item in items if "pull_request" not in item]
         return found
 
-    def _marked_comment(self, repository: str, number: int, mark: str) -> int | None:
-        """The id of the issue's comment carrying `mark` on a line of its own, if one does."""
+    def _marked_comment(self, repository: str, number: int, effect_key: str) -> int | None:
+        """The id of our comment on the issue marked for `effect_key`, if there is one."""
         last: httpx.Response | None = None
         for last in self._comment_pages(repository, number):
             _check(last, repository, number)  # a 301 passes `_pages`: moved elsewhere
             for item in github._list(last, "the comments listing"):
                 if (
-                    _carries(item.get("body"), mark)
+                    _carries(item.get("body"), effect_key)
                     and isinstance(item.get("id"), int)
                     and self._written_by_us(item)
                 ):
@@ -188,13 +188,6 @@ class GitHubIssuesClient(github.GitHubClient):
         return response.status_code in _GONE
 
 
-def marker(effect_key: str) -> str:
-    """The hidden line that marks Foundry's comment for `effect_key` (not rendered by GitHub)."""
-    if not isinstance(effect_key, str) or not _EFFECT_KEY.fullmatch(effect_key):
-        raise ValueError("effect_key must be 1 to 200 of A-Z a-z 0-9 _ . : -")
-    return f"<!-- foundry:{effect_key} -->"
-
-
 def _marked(body: str, mark: str) -> str:
     """`body` with `mark` as its last line, within GitHub's limit: a longer comment is refused
     (422, "Body is too long (maximum is 65536 characters)"), so the body is cut, never the mark."""
@@ -204,10 +197,9 @@ def _marked(body: str, mark: str) -> str:
     return body + tail
 
 
-def _carries(body: object, mark: str) -> bool:
-    """Whether a comment's body has `mark` as one of its lines: `foundry:abc` is not `foundry:abcd`,
-    and a quote of it (`> <!-- … -->`) is someone else's comment."""
-    return isinstance(body, str) and any(line.strip() == mark for line in body.splitlines())
+def _carries(body: object, effect_key: str) -> bool:
+    """Whether a comment is marked for `effect_key` (`foundry:abc` is not `foundry:abcd`)."""
+    return isinstance(body, str) and effects.marked_key(body) == effect_key
 
 
 def _issue_path(repository: str, number: int) -> str:

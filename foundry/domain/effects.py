@@ -19,11 +19,24 @@ def key(run_id: str, step: str, attempt: int = 0) -> str:
 
 # The hidden line that ends every comment Foundry writes to a tracker without client-chosen
 # comment ids (GitHub): the retry of a comment finds it, and intake knows Foundry's own words.
-_MARKER_LINE = re.compile(r"<!-- foundry:[A-Za-z0-9_.:-]{1,200} -->")
+_EFFECT_KEY = r"[A-Za-z0-9_.:-]{1,200}"
+_MARKER_LINE = re.compile(rf"<!-- foundry:(?P<key>{_EFFECT_KEY}) -->")
 
 
-def carries_marker(body: str) -> bool:
-    return any(_MARKER_LINE.fullmatch(line.strip()) for line in body.splitlines())
+def marker(effect_key: str) -> str:
+    """The hidden line that marks Foundry's comment for `effect_key` (not rendered by GitHub)."""
+    if not isinstance(effect_key, str) or not re.fullmatch(_EFFECT_KEY, effect_key):
+        raise ValueError("effect_key must be 1 to 200 of A-Z a-z 0-9 _ . : -")
+    return f"<!-- foundry:{effect_key} -->"
+
+
+def marked_key(body: str) -> str | None:
+    """The effect key a comment is marked with, or None. Only its last line counts: Foundry puts
+    the marker after everything else, so a marker line quoted within a body (an issue's text in
+    a plan, a pasted comment) marks nothing."""
+    lines = [line.strip() for line in body.splitlines() if line.strip()]
+    found = _MARKER_LINE.fullmatch(lines[-1]) if lines else None
+    return found.group("key") if found else None
 
 
 def linear_comment_id(effect_key: str) -> str:

@@ -41,7 +41,7 @@ async def _issue_event(request: Request, event: str, key: str, body: bytes) -> d
     happened = parsed.event
     name = f"{event}.{parsed.action}" if parsed.action else event
     received = Delivery("github", key, name, context.now(request), delivery.digest(body))
-    if isinstance(happened, events.CommentEvent) and effects.carries_marker(happened.body):
+    if isinstance(happened, events.CommentEvent) and effects.marked_key(happened.body) is not None:
         # Foundry's own comments carry its marker; one quoting a command must not act on it.
         intent: triggers.Intent = triggers.Ignore("comment written by Foundry")
     else:

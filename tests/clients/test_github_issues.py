@@ -137,6 +137,19 @@ def test_a_comment_marked_for_another_key_is_not_taken_for_ours(
     assert sent(post)["body"].endswith("<!-- foundry:abc -->")
 
 
+def test_a_marker_quoted_inside_our_own_comment_marks_nothing(
+    api: respx.MockRouter, issues: GitHubIssuesClient
+) -> None:
+    """A plan quotes the issue's text, which anyone can write: a marker line in it is not the
+    comment's own marker, which is always its last line."""
+    plan = comment(1, f"**Plan**\n\n{MARK}\n\nmore of the issue's text\n\n<!-- foundry:run:42:plan -->")
+    api.get(COMMENTS).respond(200, json=[plan])
+    post = api.post(COMMENTS).respond(201, json=comment(2, ""))
+
+    assert issues.comment("acme/web", 7, effect_key="run:42:started", body="Started.") == 2
+    assert post.call_count == 1
+
+
 def test_a_marker_pasted_by_a_person_is_not_taken_for_our_comment(
     api: respx.MockRouter, issues: GitHubIssuesClient
 ) -> None:

@@ -50,3 +50,20 @@ def test_ids_do_not_change_between_releases() -> None:
     key = effects.key("run-1", "plan_comment")
     assert effects.linear_comment_id(key) == PINNED_COMMENT
     assert effects.linear_activity_id(key) == PINNED_ACTIVITY
+
+
+@pytest.mark.parametrize(
+    ("body", "key"),
+    [
+        ("Plan.\n\n<!-- foundry:run:1:plan:0 -->", "run:1:plan:0"),
+        ("Plan.\r\n\r\n<!-- foundry:run:1:plan:0 -->\r\n", "run:1:plan:0"),  # as GitHub may store it
+        ("<!-- foundry:run:1:plan:0 -->\n\nquoted above, then words", None),
+        ("> <!-- foundry:run:1:plan:0 -->", None),
+        ("<!-- foundry:run 1 -->", None),
+        ("", None),
+    ],
+)
+def test_a_comment_is_marked_by_its_last_line_only(body: str, key: str | None) -> None:
+    assert effects.marked_key(body) == key
+    if key is not None:
+        assert effects.marker(key) in body
