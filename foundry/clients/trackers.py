@@ -9,7 +9,6 @@ Abilities only one tracker has (Linear's agent sessions) stay on that tracker's 
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -51,15 +50,15 @@ class LinearTracker:
         self._client.attach(issue_id=issue.id, url=url, title=title)
 
 
-_GITHUB_KEY = re.compile(r"^(?P<repository>[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+)#(?P<number>[1-9][0-9]{0,9})$")
-
-
 class GitHubIssuesTracker:
     def __init__(self, client: GitHubIssuesClient) -> None:
         self._client = client
 
     def comment(self, issue: IssueAddress, body: str, *, effect_key: str, retried: bool) -> str:
-        repository, number = github_issue(issue.key)
+        address = trackers.github_issue(issue.key)
+        if address is None:
+            raise ValueError(f"{issue.key!r} does not name a GitHub issue as owner/name#number")
+        repository, number = address
         found = self._client.comment(repository, number, effect_key=effect_key, body=body, look_first=retried)
         return str(found)
 
@@ -68,14 +67,6 @@ class GitHubIssuesTracker:
         self.comment(
             issue, f"**Pull request opened**: [{title}]({url})", effect_key=effect_key, retried=retried
         )
-
-
-def github_issue(key: str) -> tuple[str, int]:
-    """`owner/name#42` as the repository and the issue's number."""
-    match = _GITHUB_KEY.match(key)
-    if match is None:
-        raise ValueError(f"{key!r} does not name a GitHub issue as owner/name#number")
-    return match.group("repository"), int(match.group("number"))
 
 
 def table(linear: LinearClient | None, github: GitHubIssuesClient | None) -> dict[str, IssueTracker]:

@@ -119,7 +119,7 @@ class GitHubIssuesReconciler:
         return 1 if result.outcome == "opened" else 0
 
     def _follow(self, github: GitHubIssuesClient, run: Mapping[str, Any], now: datetime) -> int:
-        address = issue_address(run["issue_key"])
+        address = trackers.github_issue(run["issue_key"])
         if address is None:
             log.error("github_issues_reconciler.unreadable_key", run_id=run["id"], issue=run["issue_key"])
             return 0
@@ -160,13 +160,3 @@ def why_stop(run: Mapping[str, Any], issue: Issue | None, label: str) -> trigger
     known = run["trigger_label_id"]
     removed = None if known is None else frozenset({known})
     return triggers.StopRun(run["issue_id"], "trigger label removed", actor, removed, trackers.GITHUB)
-
-
-def issue_address(issue_key: str) -> tuple[str, int] | None:
-    """`owner/name#42` as (repository, number), or None for a key that is not one."""
-    repository, _, number = issue_key.rpartition("#")
-    if "/" not in repository or not (number.isascii() and number.isdigit()):
-        return None
-    if not 1 <= int(number) <= github_issues.MAX_NUMBER:
-        return None
-    return repository, int(number)

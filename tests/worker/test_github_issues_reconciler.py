@@ -491,18 +491,3 @@ def test_the_worker_runs_it_among_the_reconcilers_for_the_configured_repositorie
     found = [getattr(loop, "__self__", None) for loop in loops]
     [built] = [loop for loop in found if isinstance(loop, GitHubIssuesReconciler)]
     assert built._repositories == tuple(configured)
-
-
-@pytest.mark.parametrize(
-    ("key", "address"),
-    [
-        ("acme/widgets#42", ("acme/widgets", 42)),
-        ("acme/widgets#0", None),
-        ("acme/widgets#", None),
-        ("widgets#42", None),
-        ("acme/widgets#4²", None),
-        ("ENG-42", None),
-    ],
-)
-def test_a_runs_issue_key_is_read_as_repository_and_number(key: str, address: Any) -> None:
-    assert github_issues_reconciler.issue_address(key) == address
