@@ -244,10 +244,10 @@ class _Fakes:
             GitHubIssuesClient("ghs_test", base_url=github_url),
         )
 
-    def comments(self, tracker: str, issue_id: str) -> list[str]:
-        if tracker == "linear":
-            return [c["body"] for c in self.linear.comments.values() if c["issueId"] == issue_id]
-        return [c["body"] for c in self.github.comments_on("acme/widgets#5")]
+    def comments(self, run: dict[str, Any]) -> list[str]:
+        if run["tracker"] == "linear":
+            return [c["body"] for c in self.linear.comments.values() if c["issueId"] == run["issue_id"]]
+        return [c["body"] for c in self.github.comments_on(run["issue_key"])]
 
 
 @pytest.fixture
@@ -310,7 +310,7 @@ def test_a_comment_posted_by_a_sender_that_died_is_found_not_posted_again(
     assert _sender(db, fakes, clock, "alive").send_once() == 1
     row = db.transaction_sync(lambda tx: outbox.find(tx, effect.effect_key))
     assert row["state"] == "sent"
-    assert len(fakes.comments(tracker.name, run["issue_id"])) == 1
+    assert len(fakes.comments(run)) == 1
     db.engine.dispose()
 
 
@@ -327,7 +327,5 @@ def test_a_comment_whose_answer_was_lost_is_found_on_the_retry(db_url: str, fake
     clock.now += timedelta(minutes=10)
     assert sender.send_once() == 1
     assert db.transaction_sync(lambda tx: outbox.find(tx, effect.effect_key))["state"] == "sent"
-    assert fakes.comments("github", run["issue_id"]) == [
-        f"**The plan**\n\n<!-- foundry:{effect.effect_key} -->"
-    ]
+    assert fakes.comments(run) == [f"**The plan**\n\n<!-- foundry:{effect.effect_key} -->"]
     db.engine.dispose()

@@ -97,6 +97,18 @@ def stops(db: database.Database, run_id: str) -> list[tuple[str, str]]:
     return [(e["actor"], e["data"]["reason"]) for e in timeline if e["kind"] == "stopped"]
 
 
+def a_run_with_its_pr(
+    db: database.Database, make: Callable[..., GitHubIssuesReconciler], fake: GitHubFake
+) -> tuple[GitHubIssuesReconciler, str]:
+    """Issue #42 reconciled into a run, which then got its PR."""
+    node = fake.put_issue(REPO, 42)["node_id"]
+    loop = make()
+    assert loop.reconcile_once() == 1
+    run_id = run_of(db, node)
+    db.transaction_sync(lambda tx: runs.update(tx, run_id, {"pr_number": 7}))
+    return loop, run_id
+
+
 def passes(loop: GitHubIssuesReconciler, clock: Clock, n: int = 2) -> list[int]:
     """`n` passes, one interval apart."""
     done = []
@@ -298,11 +310,7 @@ def test_a_closed_issue_spares_a_run_that_has_its_pr_and_a_later_deletion_still_
     github: tuple[GitHubFake, GitHubIssuesClient],
 ) -> None:
     fake = github[0]
-    node = fake.put_issue(REPO, 42)["node_id"]
-    loop = make()
-    assert loop.reconcile_once() == 1
-    run_id = run_of(db, node)
-    db.transaction_sync(lambda tx: runs.update(tx, run_id, {"pr_number": 7}))
+    loop, run_id = a_run_with_its_pr(db, make, fake)
     fake.put_issue(REPO, 42, state="closed", state_reason="completed")  # "Closes #42", say
     clock.advance(INTERVAL_S)
     assert passes(loop, clock) == [0, 0]
@@ -319,11 +327,7 @@ def test_an_issue_closed_as_not_planned_stops_even_a_run_that_has_its_pr(
     github: tuple[GitHubFake, GitHubIssuesClient],
 ) -> None:
     fake = github[0]
-    node = fake.put_issue(REPO, 42)["node_id"]
-    loop = make()
-    assert loop.reconcile_once() == 1
-    run_id = run_of(db, node)
-    db.transaction_sync(lambda tx: runs.update(tx, run_id, {"pr_number": 7}))
+    loop, run_id = a_run_with_its_pr(db, make, fake)
     fake.put_issue(REPO, 42, state="closed", state_reason="not_planned")  # no merge closes that way
     clock.advance(INTERVAL_S)
     assert passes(loop, clock) == [1, 0]
