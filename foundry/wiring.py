@@ -84,13 +84,7 @@ def build(settings: Settings) -> Container:
         agent_events=AgentEvents(
             db, jobs=jobs(settings), max_retries=settings.remediation.max_retries, clock=utcnow
         ),
-        pulls=Pulls(
-            db,
-            jobs=jobs(settings),
-            max_retries=settings.remediation.max_retries,
-            max_cost_per_issue=settings.budget.max_cost_per_issue,
-            clock=utcnow,
-        ),
+        pulls=_pulls(settings, db),
         deliveries=Deliveries(db),
         metrics=metrics.Metrics(db),
         # The web side never asks Linear who it is: it reads what a worker or a delivery recorded.
@@ -179,8 +173,11 @@ def reconcilers(
     """The loops that recover missed deliveries: Linear's issues, GitHub's PRs, (with
     `github.issue_repositories`) GitHub's issues, and (with `github.hook_id`) GitHub's failed
     deliveries, asked for again."""
-    linear_every = timedelta(seconds=settings.reconcile.linear_interval_s)
-    github_every = timedelta(seconds=settings.reconcile.github_interval_s)
+    return _linear_reconcilers(settings, db, linear) + _github_reconcilers(settings, db, github)
+
+
+def _linear_reconcilers(settings: Settings, db: Database, linear: LinearClient | None) -> list[runner.Loop]:
+    every = timedelta(seconds=settings.reconcile.linear_interval_s)
     rules = settings.triggers.rules()
     opener = Reconciler(
         db,
@@ -189,7 +186,7 @@ def reconcilers(
         label=rules.label,
         label_id=rules.label_id,
         clock=utcnow,
-        interval=linear_every,
+        interval=every,
     )
     follower = IssueFollower(
         db,
@@ -198,44 +195,55 @@ def reconcilers(
         rules=rules,
         approvers=settings.approvers(),
         clock=utcnow,
-        interval=linear_every,
+        interval=every,
     )
+    return [opener.reconcile_once, follower.follow_once]
+
+
+def _github_reconcilers(
+    settings: Settings, db: Database, github: GitHubIssuesClient | None
+) -> list[runner.Loop]:
+    every = timedelta(seconds=settings.reconcile.github_interval_s)
+    hook = settings.github
     pull_requests = GitHubReconciler(
         db,
         github=github,
-        pulls=Pulls(
-            db,
-            jobs=jobs(settings),
-            max_retries=settings.remediation.max_retries,
-            max_cost_per_issue=settings.budget.max_cost_per_issue,
-            clock=utcnow,
-        ),
-        interval=github_every,
+        pulls=_pulls(settings, db),
+        interval=every,
         clock=utcnow,
-        hook_repository=settings.github.hook_repository,
+        hook_repository=hook.hook_repository,
     )
     issues = GitHubIssuesReconciler(
         db,
         github=github,
         intake=_intake(settings, db),
-        repositories=settings.github.issue_repositories,
+        repositories=hook.issue_repositories,
         label=settings.triggers.label,
         clock=utcnow,
-        interval=github_every,
+        interval=every,
     )
-    loops = [opener.reconcile_once, follower.follow_once, pull_requests.reconcile_once, issues.reconcile_once]
-    hook = settings.github
+    loops = [pull_requests.reconcile_once, issues.reconcile_once]
     if hook.hook_id is not None and hook.hook_repository is not None:
         sweeper = Redelivery(
             db,
             github=github,
             repository=hook.hook_repository,
             hook_id=hook.hook_id,
-            interval=github_every,
+            interval=every,
             clock=utcnow,
         )
         loops.append(sweeper.sweep_once)
     return loops
+
+
+def _pulls(settings: Settings, db: Database) -> Pulls:
+    return Pulls(
+        db,
+        jobs=jobs(settings),
+        max_retries=settings.remediation.max_retries,
+        max_cost_per_issue=settings.budget.max_cost_per_issue,
+        clock=utcnow,
+    )
 
 
 def _intake(settings: Settings, db: Database) -> intake.Intake:
